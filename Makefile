@@ -1,0 +1,48 @@
+# The two commands of the README: `make run` and `make test`. Both install what they need.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV_VERSION := 0.13.9
+TOOLS := $(CURDIR)/.tools
+UV := $(TOOLS)/bin/uv
+# Use only PyPI (as a user's machine does) and never download a Python: use the one on the machine.
+export UV_PYTHON_DOWNLOADS := never
+export PIP_CONFIG_FILE := /dev/null
+export PIP_FIND_LINKS :=
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
+
+.PHONY: help run test lint typecheck unit charts images-lint bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(UV):
+	@python3 -m venv $(TOOLS)
+	@$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+.venv/.synced: $(UV) uv.lock pyproject.toml apps/*/pyproject.toml
+	@$(UV) sync --locked --quiet
+	@touch $@
+
+$(TOOLS)/bin/helm: scripts/install_helm.py | $(UV)
+	@$(TOOLS)/bin/python scripts/install_helm.py --dest $(TOOLS)/bin
+
+run: .venv/.synced  ## Run the registry (127.0.0.1:8000) and the ToT server (127.0.0.1:8001) with an embedded database
+	@$(UV) run --locked --no-sync python -m platform_common.devstack
+
+lint: .venv/.synced  ## ruff and hadolint
+	@$(UV) run --no-sync ruff check apps tests bench scripts
+	@$(UV) run --no-sync ruff format --check apps tests bench scripts
+	@$(UV) run --no-sync hadolint Dockerfile.registry Dockerfile.tot
+
+typecheck: .venv/.synced  ## mypy, strict on apps/
+	@$(UV) run --no-sync mypy
+
+test: lint typecheck $(TOOLS)/bin/helm  ## Everything CI runs: lint, types, unit/integration/MCP tests, chart checks
+	@PATH="$(TOOLS)/bin:$$PATH" $(UV) run --no-sync pytest
+
+bench: .venv/.synced  ## Run the benchmarks in bench/ and record their numbers under docs/
+	@for script in bench/*.py; do echo "== $$script"; $(UV) run --no-sync python $$script || exit 1; done
+
+clean:  ## Remove the virtualenv, tools and local data
+	rm -rf .venv .tools .data

@@ -1,0 +1,158 @@
+"""The asyncpg pool and the migrations runner both apps use.
+
+Migrations are numbered SQL files (``0001_name.sql``) in each app's ``migrations`` package. They run
+at start-up (and by ``migrate``) under a PostgreSQL advisory lock, so replicas starting together
+apply each file exactly once; each file runs in its own transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import msgspec
+from pgvector.asyncpg import register_vector
+
+from platform_common.problems import ProblemError
+
+logger = logging.getLogger(__name__)
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+# Errors that mean "the database cannot be reached right now", as opposed to a bad query.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+class DatabaseUnavailable(ProblemError):
+    """503 with Retry-After: the request needs the database and it cannot be reached."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503, "Database unavailable", detail="The database cannot be reached; retry shortly.",
+            headers={"Retry-After": "5"},
+        )
+
+
+def advisory_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key derived from a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # The vector type exists only once the first migration created the extension.
+    if await conn.fetchval("SELECT 1 FROM pg_type WHERE typname = 'vector'"):
+        await register_vector(conn)
+    await conn.set_type_codec("jsonb", encoder=_json_encode, decoder=_json_decode, schema="pg_catalog")
+
+
+def _json_encode(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _json_decode(value: str) -> Any:
+    return msgspec.json.decode(value)
+
+
+class Database:
+    """A lazily connected pool. The app starts even when PostgreSQL is down, and heals when it returns."""
+
+    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 5.0) -> None:
+        self.url = url
+        self.max_size = max_size
+        self.timeout = timeout
+        self._pool: asyncpg.Pool | None = None
+        self._lock = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._lock:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self.url, min_size=0, max_size=self.max_size, init=_init_connection,
+                        timeout=self.timeout, command_timeout=self.timeout * 6,
+                        max_inactive_connection_lifetime=60,
+                    )
+        return self._pool
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; connection failures become ``DatabaseUnavailable`` (503)."""
+        try:
+            pool = await self.pool()
+            conn = await pool.acquire(timeout=self.timeout)
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable() from exc
+        try:
+            yield conn
+        except CONNECTION_ERRORS as exc:
+            raise DatabaseUnavailable() from exc
+        finally:
+            await pool.release(conn)
+
+    async def ping(self) -> str | None:
+        """Readiness: ``None`` when a trivial query succeeds, else the reason it did not."""
+        try:
+            async with self.connection() as conn:
+                await conn.fetchval("SELECT 1", timeout=self.timeout)
+        except DatabaseUnavailable as exc:
+            return f"database unreachable: {type(exc.__cause__).__name__}"
+        return None
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
+async def migrate(url: str, package: str, *, table: str) -> list[str]:
+    """Apply the SQL files of ``package`` not yet recorded in ``table``; returns the applied names.
+
+    ``table`` names the bookkeeping table (one per app, so both apps can share one database).
+    """
+    if not re.fullmatch(r"[a-z_]+", table):
+        raise ValueError(f"invalid migrations table name: {table!r}")
+    files = sorted(
+        (entry.name, entry.read_text(encoding="utf-8"))
+        for entry in resources.files(package).iterdir()
+        if _MIGRATION_NAME.match(entry.name)
+    )
+    applied: list[str] = []
+    conn = await asyncpg.connect(url, timeout=30)
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(f"migrations:{table}"))
+        try:
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {table} "
+                "(name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row["name"] for row in await conn.fetch(f"SELECT name FROM {table}")}  # noqa: S608
+            for name, sql in files:
+                if name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute(f"INSERT INTO {table} (name) VALUES ($1)", name)  # noqa: S608
+                logger.info("applied migration %s", name)
+                applied.append(name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", advisory_key(f"migrations:{table}"))
+    finally:
+        await conn.close()
+    return applied
+

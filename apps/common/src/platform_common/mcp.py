@@ -1,0 +1,259 @@
+"""Serve MCP at ``/mcp`` with the official SDK, mounted into Litestar.
+
+Apps declare tools as typed functions (msgspec Structs in and out) and resources as readers; this
+module turns them into the SDK's low-level handlers. The session manager is stateless with JSON
+responses, so any replica can answer any request of a session (no sticky sessions), and it
+speaks both protocol eras: the 2025 initialize handshake and the stateless 2026-07-28 discover.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from litestar import asgi
+from litestar.handlers.asgi_handlers import ASGIRouteHandler
+from litestar.types import Receive, Scope, Send
+from mcp import types
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.exceptions import MCPError
+
+from platform_common.logs import request_id_var
+
+logger = logging.getLogger(__name__)
+
+# The spec's code for an unknown resource URI (the SDK has no constant for it).
+RESOURCE_NOT_FOUND = -32002
+
+ArgsT = TypeVar("ArgsT", bound=msgspec.Struct)
+
+# Set by the auth layer for the request being served; tools read it through ToolContext.
+principal_var: contextvars.ContextVar[Any] = contextvars.ContextVar("mcp_principal", default=None)
+
+
+class ToolError(Exception):
+    """A failure the caller can act on; its message is shown to the model as an error result."""
+
+
+def struct_schema(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    """JSON Schema of a Struct with the object at the root, as MCP requires (``type: object``)."""
+    schema = msgspec.json.schema(struct)
+    defs: dict[str, Any] = schema.pop("$defs", {})
+    root_name = schema["$ref"].rsplit("/", 1)[-1]
+    root = dict(defs.pop(root_name))
+    if defs:
+        root["$defs"] = defs
+    # Nested references still point at #/$defs, which now lives on the root object.
+    return root
+
+
+@dataclass(frozen=True)
+class ToolContext:
+    """What a tool needs to know about the call it serves."""
+
+    principal: Any
+    report_progress: Callable[[float, float | None, str | None], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class McpTool(Generic[ArgsT]):
+    """One MCP tool: arguments and result are Structs, so their JSON Schemas come for free."""
+
+    name: str
+    description: str
+    arguments: type[ArgsT]
+    result: type[msgspec.Struct]
+    handler: Callable[[ArgsT, ToolContext], Awaitable[msgspec.Struct]]
+    title: str | None = None
+    read_only: bool = True
+    destructive: bool = False
+    idempotent: bool = True
+    open_world: bool = False
+
+    def definition(self) -> types.Tool:
+        return types.Tool(
+            name=self.name,
+            title=self.title,
+            description=self.description,
+            input_schema=struct_schema(self.arguments),
+            output_schema=struct_schema(self.result),
+            annotations=types.ToolAnnotations(
+                title=self.title,
+                read_only_hint=self.read_only,
+                destructive_hint=self.destructive,
+                idempotent_hint=self.idempotent,
+                open_world_hint=self.open_world,
+            ),
+        )
+
+
+@dataclass(frozen=True)
+class McpResource:
+    """A resource at a fixed URI, or a family of them when ``uri`` is an RFC 6570 template."""
+
+    uri: str
+    name: str
+    description: str
+    reader: Callable[[str, Any], Awaitable[str]]
+    mime_type: str = "application/json"
+    template: bool = False
+    matches: Callable[[str], bool] | None = None
+
+
+@dataclass
+class McpApp:
+    """The MCP face of one app: its tools and resources, served by one stateless SDK manager."""
+
+    name: str
+    version: str
+    instructions: str
+    tools: Sequence[McpTool[Any]] = ()
+    resources: Sequence[McpResource] = ()
+    allowed_hosts: Sequence[str] = ()
+    max_request_bytes: int = 1_048_576
+    tool_descriptions: Callable[[], Awaitable[dict[str, str]]] | None = None
+    _manager: StreamableHTTPSessionManager | None = field(default=None, init=False)
+
+    def _server(self) -> Server[Any]:
+        tools = {tool.name: tool for tool in self.tools}
+
+        async def list_tools(
+            ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+        ) -> types.ListToolsResult:
+            definitions = [tool.definition() for tool in tools.values()]
+            if self.tool_descriptions is not None:
+                # Some descriptions carry live data (e.g. the registry's category list).
+                live = await self.tool_descriptions()
+                definitions = [
+                    d.model_copy(update={"description": live.get(d.name, d.description)}) for d in definitions
+                ]
+            return types.ListToolsResult(tools=definitions)
+
+        async def call_tool(
+            ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+        ) -> types.CallToolResult:
+            tool = tools.get(params.name)
+            if tool is None:
+                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+            try:
+                arguments = msgspec.convert(params.arguments or {}, tool.arguments, strict=False)
+            except msgspec.ValidationError as exc:
+                return _error_result(f"Invalid arguments for {tool.name}: {exc}")
+
+            async def report(progress: float, total: float | None, message: str | None) -> None:
+                with contextlib.suppress(Exception):
+                    await ctx.session.report_progress(progress, total, message)
+
+            try:
+                result = await tool.handler(arguments, ToolContext(principal_var.get(), report))
+            except ToolError as exc:
+                return _error_result(str(exc))
+            except MCPError:
+                raise
+            except Exception:
+                logger.exception("MCP tool %s failed", tool.name)
+                return _error_result(f"Internal error (request id {request_id_var.get() or 'unknown'})")
+            structured = msgspec.to_builtins(result)
+            return types.CallToolResult(
+                content=[types.TextContent(type="text", text=msgspec.json.encode(result).decode())],
+                structured_content=structured,
+            )
+
+        async def list_resources(
+            ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+        ) -> types.ListResourcesResult:
+            return types.ListResourcesResult(
+                resources=[
+                    types.Resource(uri=r.uri, name=r.name, description=r.description, mime_type=r.mime_type)
+                    for r in self.resources
+                    if not r.template
+                ]
+            )
+
+        async def list_templates(
+            ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+        ) -> types.ListResourceTemplatesResult:
+            return types.ListResourceTemplatesResult(
+                resource_templates=[
+                    types.ResourceTemplate(
+                        uri_template=r.uri, name=r.name, description=r.description, mime_type=r.mime_type
+                    )
+                    for r in self.resources
+                    if r.template
+                ]
+            )
+
+        async def read_resource(
+            ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+        ) -> types.ReadResourceResult:
+            uri = str(params.uri)
+            for resource in self.resources:
+                if (resource.template and resource.matches and resource.matches(uri)) or resource.uri == uri:
+                    try:
+                        text = await resource.reader(uri, principal_var.get())
+                    except ToolError as exc:
+                        raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from exc
+                    return types.ReadResourceResult(
+                        contents=[types.TextResourceContents(uri=uri, mime_type=resource.mime_type, text=text)]
+                    )
+            raise MCPError(code=RESOURCE_NOT_FOUND, message=f"Unknown resource: {uri}")
+
+        return Server(
+            self.name,
+            version=self.version,
+            instructions=self.instructions,
+            on_list_tools=list_tools,
+            on_call_tool=call_tool,
+            on_list_resources=list_resources if self.resources else None,
+            on_list_resource_templates=list_templates if self.resources else None,
+            on_read_resource=read_resource if self.resources else None,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, _: Any = None) -> AsyncIterator[None]:
+        """Run the SDK's session manager for the life of the app (Litestar lifespan hook)."""
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=bool(self.allowed_hosts),
+            allowed_hosts=list(self.allowed_hosts),
+            allowed_origins=[],
+        )
+        self._manager = StreamableHTTPSessionManager(
+            app=self._server(),
+            stateless=True,
+            json_response=True,
+            security_settings=security,
+            max_request_body_size=self.max_request_bytes,
+        )
+        async with self._manager.run():
+            yield
+        self._manager = None
+
+    def route(
+        self, authenticate: Callable[[Scope], Awaitable[Any]] | None = None
+    ) -> ASGIRouteHandler:
+        """The ``/mcp`` route. ``authenticate`` returns the principal or raises an HTTP error."""
+
+        @asgi("/mcp", is_mount=True, copy_scope=True, include_in_schema=False)
+        async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+            if self._manager is None:
+                raise RuntimeError("the MCP session manager is not running (lifespan not entered)")
+            principal = await authenticate(scope) if authenticate else None
+            token = principal_var.set(principal)
+            try:
+                await self._manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
+            finally:
+                principal_var.reset(token)
+
+        return mcp_endpoint
+
+
+def _error_result(message: str) -> types.CallToolResult:
+    return types.CallToolResult(content=[types.TextContent(type="text", text=message)], is_error=True)

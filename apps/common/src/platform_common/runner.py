@@ -1,0 +1,63 @@
+"""Run an app: logs, the metrics port, then uvicorn with the configured number of workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import uvicorn
+
+from platform_common.logs import configure_logging
+from platform_common.settings import BaseSettings
+
+logger = logging.getLogger(__name__)
+
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def export_settings(settings: BaseSettings) -> None:
+    """Put the effective settings in the environment, where the worker processes read them."""
+    for name in settings.__struct_fields__:
+        value = getattr(settings, name)
+        os.environ[name.upper()] = ",".join(value) if isinstance(value, list) else str(value)
+
+
+def _prepare_multiprocess_dir() -> Path:
+    # Must happen before prometheus_client is first imported (it picks its storage then).
+    directory = Path(os.environ.get(_MULTIPROC_ENV) or tempfile.mkdtemp(prefix="mcp-metrics-"))
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    os.environ[_MULTIPROC_ENV] = str(directory)
+    return directory
+
+
+def serve(settings: BaseSettings, factory: str) -> None:
+    """Serve ``factory`` (``module:function`` returning the ASGI app) until SIGINT/SIGTERM.
+
+    On SIGTERM uvicorn stops accepting connections and lets in-flight requests finish; the chart's
+    preStop delay gives the Service time to stop routing here first.
+    """
+    configure_logging(settings.log_level, settings.log_format)
+    export_settings(settings)
+    metrics_dir = _prepare_multiprocess_dir()
+    if settings.metrics_port:
+        from platform_common.metrics import start_metrics_server
+
+        start_metrics_server(settings.host, settings.metrics_port)
+        logger.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
+    # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the caller's
+    # cleanups (stopping an embedded PostgreSQL) still run.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        uvicorn.run(
+            factory, factory=True, host=settings.host, port=settings.port, workers=settings.workers,
+            log_config=None, proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+            timeout_graceful_shutdown=20, server_header=False, h11_max_incomplete_event_size=16 * 1024,
+        )
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)

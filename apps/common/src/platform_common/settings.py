@@ -1,0 +1,128 @@
+"""Settings from environment variables and command-line flags, declared once as msgspec Structs.
+
+Each field is one setting: its upper-cased name is the environment variable, its kebab-cased name
+the flag, and its ``Meta(description=...)`` the ``--help`` text. Flags override the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import typing
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+S = TypeVar("S", bound="BaseSettings")
+
+
+def _csv(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings both apps share; each app subclasses it with its own fields."""
+
+    host: Annotated[str, msgspec.Meta(description="Interface the API listens on.")] = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535, description="API port.")] = 8000
+    metrics_port: Annotated[
+        int, msgspec.Meta(ge=0, le=65535, description="Prometheus metrics port (0 disables).")
+    ] = 8080
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64, description="Worker processes.")] = 1
+    log_level: Annotated[
+        Literal["DEBUG", "INFO", "WARNING", "ERROR"], msgspec.Meta(description="Log level.")
+    ] = "INFO"
+    log_format: Annotated[
+        Literal["json", "text"], msgspec.Meta(description="json for machines, text for people.")
+    ] = "json"
+    data_dir: Annotated[
+        str, msgspec.Meta(description="Directory for local state (embedded database, key files).")
+    ] = "./.data"
+    database_url: Annotated[
+        str, msgspec.Meta(description="PostgreSQL URL (secret). Empty: see each app's default.")
+    ] = ""
+    database_pool_max: Annotated[
+        int, msgspec.Meta(ge=1, le=200, description="Connections per worker process.")
+    ] = 10
+    database_timeout_seconds: Annotated[
+        float, msgspec.Meta(gt=0, le=120, description="Timeout for acquiring a connection and for one query.")
+    ] = 5.0
+    auth_mode: Annotated[
+        Literal["jwt", "none"],
+        msgspec.Meta(description="jwt verifies bearer tokens; none disables auth (local runs only)."),
+    ] = "jwt"
+    auth_jwks_url: Annotated[str, msgspec.Meta(description="JWKS URL of the token issuer.")] = ""
+    auth_issuer: Annotated[str, msgspec.Meta(description="Expected token issuer (iss).")] = ""
+    auth_audience: Annotated[str, msgspec.Meta(description="Expected token audience (aud).")] = "mcp-platform"
+    cors_origins: Annotated[
+        list[str], msgspec.Meta(description="Comma-separated origins allowed by CORS (empty: none).")
+    ] = msgspec.field(default_factory=list)
+    rate_limit_per_minute: Annotated[
+        int, msgspec.Meta(ge=0, description="Requests per minute per principal and per IP (0: off).")
+    ] = 100
+    max_request_bytes: Annotated[
+        int, msgspec.Meta(ge=1024, description="Largest request body accepted.")
+    ] = 1_048_576
+    mcp_allowed_hosts: Annotated[
+        list[str],
+        msgspec.Meta(description="Comma-separated Host header values /mcp accepts (DNS-rebinding guard)."),
+    ] = msgspec.field(default_factory=list)
+
+    @classmethod
+    def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **overrides: Any) -> S:
+        """Build settings from ``environ`` (default ``os.environ``); ``overrides`` win."""
+        environ = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            value = environ.get(name.upper())
+            if value is not None:
+                raw[name] = _csv(value) if _is_list(cls, name) else value
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"invalid configuration: {_env_message(str(exc))}") from exc
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        """Add one ``--flag`` per field, documented with the field's description and env var."""
+        hints = typing.get_type_hints(cls, include_extras=True)
+        for name in cls.__struct_fields__:
+            hint = hints[name]
+            meta = next((m for m in getattr(hint, "__metadata__", ()) if isinstance(m, msgspec.Meta)), None)
+            description = meta.description if meta and meta.description else ""
+            flag = "--" + name.replace("_", "-")
+            parser.add_argument(
+                flag, dest=name, default=None, metavar=name.upper(),
+                help=f"{description} [env {name.upper()}]",
+            )
+
+    @classmethod
+    def from_args(cls: type[S], args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> S:
+        """Environment first, then any flag given on the command line."""
+        overrides: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            value = getattr(args, name, None)
+            if value is not None:
+                overrides[name] = _csv(value) if _is_list(cls, name) else value
+        return cls.from_env(environ, **overrides)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the app cannot use; the message names the variable."""
+
+
+def _is_list(cls: type[BaseSettings], name: str) -> bool:
+    hint = typing.get_type_hints(cls)[name]
+    return typing.get_origin(hint) is list
+
+
+def _env_message(message: str) -> str:
+    # msgspec says "Expected `int`, got `str` - at `$.port`"; name the variable instead.
+    if " - at `$." in message:
+        text, _, path = message.partition(" - at `$.")
+        field = path.rstrip("`").split("[")[0]
+        return f"{field.upper()}: {text}"
+    return message
+

@@ -1,0 +1,59 @@
+"""The Tool Registry's Litestar app: health, OpenAPI, metrics and MCP around the catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.di import Provide
+from platform_common.db import Database, migrate
+from platform_common.health import health_controller
+from platform_common.http import ObservedApp, cors_config, create_app, openapi_config
+from platform_common.logs import configure_logging
+
+from tool_registry import __version__
+from tool_registry.config import RegistrySettings
+from tool_registry.mcp_tools import build_mcp
+
+MIGRATIONS = "tool_registry.migrations"
+MIGRATIONS_TABLE = "registry_migrations"
+
+
+def build_app(settings: RegistrySettings) -> Litestar:
+    """Assemble the app for ``settings``; tests call this directly, the CLI through ``factory``."""
+    if not settings.database_url:
+        raise ValueError("DATABASE_URL is required (tool-registry serve starts an embedded one without it)")
+    database = Database(
+        settings.database_url, max_size=settings.database_pool_max, timeout=settings.database_timeout_seconds
+    )
+    mcp = build_mcp(settings, database)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
+        async with mcp.lifespan():
+            try:
+                yield
+            finally:
+                await database.close()
+
+    return create_app(
+        route_handlers=[health_controller({"database": database.ping}), mcp.route()],
+        dependencies={"database": Provide(lambda: database, sync_to_thread=False)},
+        lifespan=[lifespan],
+        openapi_config=openapi_config(
+            "Tool Registry", __version__,
+            "Semantic discovery of tools over MCP and REST, and a gateway to upstream MCP servers.",
+        ),
+        cors_config=cors_config(settings.cors_origins),
+        request_max_body_size=settings.max_request_bytes,
+        state={"settings": settings, "database": database},
+    )
+
+
+def factory() -> ObservedApp:
+    """Entry point for uvicorn workers: settings come from the environment the CLI prepared."""
+    settings = RegistrySettings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return ObservedApp(build_app(settings))

@@ -1,0 +1,40 @@
+"""The Tool Registry's settings (environment variables and ``tool-registry`` flags)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from platform_common.settings import BaseSettings
+
+
+class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535, description="API port.")] = 8000
+    max_request_bytes: Annotated[
+        int, msgspec.Meta(ge=1024, description="Largest request body accepted (bulk imports are large).")
+    ] = 16_777_216
+    database_read_url: Annotated[
+        str, msgspec.Meta(description="Optional read-replica URL for searches and reads (secret).")
+    ] = ""
+    embedding_provider: Annotated[
+        Literal["local", "openai"],
+        msgspec.Meta(description="local: in-process MiniLM; openai: any OpenAI-compatible /v1/embeddings."),
+    ] = "local"
+    embedding_endpoint_url: Annotated[
+        str, msgspec.Meta(description="Base URL of the OpenAI-compatible embedding service.")
+    ] = ""
+    embedding_api_key: Annotated[str, msgspec.Meta(description="API key for the embedding service (secret).")] = ""
+    embedding_model: Annotated[str, msgspec.Meta(description="Embedding model name.")] = "all-MiniLM-L6-v2"
+    embedding_dimension: Annotated[
+        int, msgspec.Meta(ge=1, le=4096, description="Dimension of the model's vectors.")
+    ] = 384
+    enable_cache: Annotated[bool, msgspec.Meta(description="Cache query embeddings in memory (LRU).")] = True
+    upstream_allowed_hosts: Annotated[
+        list[str], msgspec.Meta(description="Comma-separated hosts upstream MCP servers may live on.")
+    ] = msgspec.field(default_factory=list)
+    upstream_sync_interval_seconds: Annotated[
+        int, msgspec.Meta(ge=10, description="Seconds between upstream re-syncs.")
+    ] = 300
+    api_keys: Annotated[
+        list[str], msgspec.Meta(description="Comma-separated SHA-256 hex digests of bootstrap API keys (secret).")
+    ] = msgspec.field(default_factory=list)

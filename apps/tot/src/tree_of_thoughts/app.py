@@ -1,0 +1,61 @@
+"""The Tree-of-Thoughts server's Litestar app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from platform_common.db import Database, migrate
+from platform_common.health import ReadinessCheck, health_controller
+from platform_common.http import ObservedApp, cors_config, create_app, openapi_config
+from platform_common.logs import configure_logging
+
+from tree_of_thoughts import __version__
+from tree_of_thoughts.config import TotSettings
+from tree_of_thoughts.mcp_tools import build_mcp
+
+MIGRATIONS = "tree_of_thoughts.migrations"
+MIGRATIONS_TABLE = "tot_migrations"
+
+
+def build_app(settings: TotSettings) -> Litestar:
+    """Assemble the app; without DATABASE_URL runs are kept in memory and readiness has no database."""
+    database = (
+        Database(settings.database_url, max_size=settings.database_pool_max,
+                 timeout=settings.database_timeout_seconds)
+        if settings.database_url else None
+    )
+    checks: dict[str, ReadinessCheck] = {"database": database.ping} if database else {}
+    mcp = build_mcp(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        if database:
+            await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
+        async with mcp.lifespan():
+            try:
+                yield
+            finally:
+                if database:
+                    await database.close()
+
+    return create_app(
+        route_handlers=[health_controller(checks), mcp.route()],
+        lifespan=[lifespan],
+        openapi_config=openapi_config(
+            "Tree-of-Thoughts server", __version__,
+            "Deliberate search over thoughts (generate, evaluate, search, backtrack) and the platform's "
+            "OAuth token issuer.",
+        ),
+        cors_config=cors_config(settings.cors_origins),
+        request_max_body_size=settings.max_request_bytes,
+        state={"settings": settings},
+    )
+
+
+def factory() -> ObservedApp:
+    """Entry point for uvicorn workers: settings come from the environment the CLI prepared."""
+    settings = TotSettings.from_env()
+    configure_logging(settings.log_level, settings.log_format)
+    return ObservedApp(build_app(settings))

@@ -1,0 +1,46 @@
+"""The ToT server as a running service: health, readiness with and without a database, MCP in both eras."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from mcp import Client
+
+from platform_common.http import ObservedApp
+from tests.servers import running_server
+from tree_of_thoughts.app import build_app
+from tree_of_thoughts.config import TotSettings
+
+
+@pytest.fixture
+def tot_url(database_url: str, tmp_path: object) -> Iterator[str]:
+    settings = TotSettings.from_env({}, database_url=database_url, auth_mode="none", metrics_port=0)
+    with running_server(ObservedApp(build_app(settings))) as url:
+        yield url
+
+
+async def test_health_ready_and_openapi(tot_url: str) -> None:
+    async with httpx.AsyncClient(base_url=tot_url) as http:
+        assert (await http.get("/health")).status_code == 200
+        assert (await http.get("/ready")).json()["checks"] == {"database": "ok"}
+        assert (await http.get("/schema/openapi.json")).json()["info"]["title"] == "Tree-of-Thoughts server"
+
+
+async def test_without_a_database_readiness_has_nothing_to_wait_for() -> None:
+    app = build_app(TotSettings.from_env({}, auth_mode="none"))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        response = await http.get("/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ready", "checks": {}}
+
+
+@pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])
+async def test_mcp_lists_and_calls_tools_in_both_protocol_eras(tot_url: str, mode: str) -> None:
+    async with Client(f"{tot_url}/mcp", mode=mode) as client:  # type: ignore[arg-type]
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert "list_strategies" in names
+        result = await client.call_tool("list_strategies", {})
+        assert result.structured_content is not None
+        assert set(result.structured_content["strategies"]) == {"bfs", "dfs", "best_first"}
