@@ -35,7 +35,7 @@ def _app_env(database_url: str, metrics_port: int) -> dict[str, str]:
 def main() -> None:
     configure_logging("INFO", "text")
     data_dir = Path(os.environ.get("DATA_DIR", "./.data"))
-    children: list[subprocess.Popen[bytes]] = []
+    children: list[subprocess.Popen[str]] = []
 
     def stop(signum: int, _: FrameType | None) -> None:
         for child in children:
@@ -49,7 +49,7 @@ def main() -> None:
             (["tot", "serve", "--port", str(TOT_PORT)], _app_env(pg.url, 8081)),
         ]
         for argv, env in commands:
-            children.append(subprocess.Popen(argv, env=env))  # noqa: S603
+            children.append(subprocess.Popen(argv, env=env, text=True))  # noqa: S603
         if os.environ.get("AUTH_MODE", "none") == "none":
             logger.warning("AUTH_MODE=none: authentication is off (local runs only; AUTH_MODE=jwt turns it on)")
         print(  # noqa: T201
@@ -71,7 +71,9 @@ def main() -> None:
                     child.wait(timeout=30)
                 except subprocess.TimeoutExpired:
                     child.kill()
-    failed = [child.args[0] for child in children if child.returncode not in (0, -signal.SIGTERM, -signal.SIGINT)]
+    clean_exits = (0, -signal.SIGTERM, -signal.SIGINT)
+    failed = [name for name, child in zip(("tool-registry", "tot"), children, strict=True)
+              if child.returncode not in clean_exits]
     if failed:
         sys.exit(f"stopped because {', '.join(map(str, failed))} exited with an error")
 
