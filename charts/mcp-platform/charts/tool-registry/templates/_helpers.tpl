@@ -1,0 +1,148 @@
+{{/* Named templates are global across charts: every name is prefixed with "tool-registry.". */}}
+
+{{- define "tool-registry.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Full name: "<release>-<name>" (no "release contains name" shortcut, so other charts of the
+platform can predict it), or fullnameOverride.
+*/}}
+{{- define "tool-registry.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name (include "tool-registry.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tool-registry.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Minimal, immutable selector labels. */}}
+{{- define "tool-registry.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "tool-registry.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/* Common labels; call with (dict "ctx" $ "component" "server"). */}}
+{{- define "tool-registry.labels" -}}
+{{- $ctx := .ctx -}}
+helm.sh/chart: {{ include "tool-registry.chart" $ctx }}
+{{ include "tool-registry.selectorLabels" $ctx }}
+app.kubernetes.io/version: {{ $ctx.Values.image.tag | default $ctx.Chart.AppVersion | trunc 63 | quote }}
+app.kubernetes.io/component: {{ .component | default "server" }}
+app.kubernetes.io/part-of: mcp-platform
+app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+{{- end -}}
+
+{{- define "tool-registry.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "tool-registry.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Image reference; call with (dict "ctx" $ "tag" "optional-tag"). */}}
+{{- define "tool-registry.image" -}}
+{{- $img := .ctx.Values.image -}}
+{{- if and $img.digest (not .tag) -}}
+{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $img.repository (.tag | default $img.tag | default .ctx.Chart.AppVersion) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Deployment tracks, as a YAML list of {track, suffix, tag, replicas, hpa, service}.
+- default:     one track "stable" (Deployment "<fullname>").
+- blueGreen:   tracks "blue" and "green"; the active one takes replicaCount/HPA, the other
+               blueGreen.inactiveReplicas; the Service selects the active track.
+- canary:      an extra track "canary" ("<fullname>-canary", own Service, fixed replicas).
+*/}}
+{{- define "tool-registry.tracks" -}}
+{{- $v := .Values -}}
+{{- if and $v.canary.enabled $v.blueGreen.enabled -}}
+{{- fail "tool-registry: canary.enabled and blueGreen.enabled are mutually exclusive" -}}
+{{- end -}}
+{{- if $v.blueGreen.enabled }}
+{{- range $t := list "blue" "green" }}
+{{- $active := eq $t $v.blueGreen.activeTrack }}
+- track: {{ $t }}
+  suffix: "-{{ $t }}"
+  tag: {{ (ternary $v.blueGreen.blueTag $v.blueGreen.greenTag (eq $t "blue")) | quote }}
+  replicas: {{ ternary $v.replicaCount $v.blueGreen.inactiveReplicas $active }}
+  hpa: {{ and $active $v.autoscaling.enabled }}
+{{- end }}
+{{- else }}
+- track: stable
+  suffix: ""
+  tag: ""
+  replicas: {{ $v.replicaCount }}
+  hpa: {{ $v.autoscaling.enabled }}
+{{- end }}
+{{- if $v.canary.enabled }}
+- track: canary
+  suffix: "-canary"
+  tag: {{ $v.canary.tag | quote }}
+  replicas: {{ $v.canary.replicas }}
+  hpa: false
+{{- end }}
+{{- end -}}
+
+{{/* The track the main Service selects. */}}
+{{- define "tool-registry.activeTrack" -}}
+{{- if .Values.blueGreen.enabled -}}{{ .Values.blueGreen.activeTrack }}{{- else -}}stable{{- end -}}
+{{- end -}}
+
+{{- define "tool-registry.databaseSecretName" -}}
+{{- $name := tpl .Values.database.secretName . -}}
+{{- if not $name -}}
+{{- fail "tool-registry: database.secretName is required (a Secret holding DATABASE_URL)" -}}
+{{- end -}}
+{{- $name -}}
+{{- end -}}
+
+{{- define "tool-registry.secretName" -}}
+{{- default (include "tool-registry.fullname" .) (tpl .Values.secrets.existingSecret .) -}}
+{{- end -}}
+
+{{/* Public scheme + host of the Tree-of-Thoughts issuer, or the configured issuer. */}}
+{{- define "tool-registry.authIssuer" -}}
+{{- $g := .Values.global | default dict -}}
+{{- $issuer := tpl .Values.config.auth.issuer . -}}
+{{- if not $issuer -}}{{- $issuer = dig "auth" "issuerUrl" "" $g -}}{{- end -}}
+{{- if not $issuer -}}
+{{- $host := dig "hosts" "treeOfThoughts" "" $g -}}
+{{- if $host -}}{{- $issuer = printf "%s://%s" (dig "publicScheme" "https" $g) $host -}}{{- end -}}
+{{- end -}}
+{{- if not $issuer -}}
+{{- $issuer = printf "http://%s-tree-of-thoughts:8001" .Release.Name -}}
+{{- end -}}
+{{- $issuer -}}
+{{- end -}}
+
+{{- define "tool-registry.jwksUrl" -}}
+{{- $url := tpl .Values.config.auth.jwksUrl . -}}
+{{- default (printf "http://%s-tree-of-thoughts:8001/.well-known/jwks.json" .Release.Name) $url -}}
+{{- end -}}
+
+{{/* Host header values accepted by /mcp: public host, extra hosts, and the Services' DNS names. */}}
+{{- define "tool-registry.allowedHosts" -}}
+{{- $g := .Values.global | default dict -}}
+{{- $hosts := list -}}
+{{- with dig "hosts" "registry" "" $g }}{{ $hosts = append $hosts . }}{{ end -}}
+{{- range .Values.config.extraAllowedHosts }}{{ $hosts = append $hosts . }}{{ end -}}
+{{- $domain := dig "clusterDomain" "cluster.local" $g -}}
+{{- $services := list (include "tool-registry.fullname" .) -}}
+{{- if .Values.canary.enabled }}{{ $services = append $services (printf "%s-canary" (include "tool-registry.fullname" .)) }}{{ end -}}
+{{- range $svc := $services -}}
+{{- range $n := list $svc (printf "%s.%s" $svc $.Release.Namespace) (printf "%s.%s.svc" $svc $.Release.Namespace) (printf "%s.%s.svc.%s" $svc $.Release.Namespace $domain) -}}
+{{- $hosts = append $hosts $n -}}
+{{- $hosts = append $hosts (printf "%s:%v" $n $.Values.service.port) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," (uniq $hosts) -}}
+{{- end -}}
