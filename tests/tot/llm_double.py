@@ -84,9 +84,7 @@ class ScriptedLLM:
         self._failures: list[Reply] = []
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def base_url(self) -> str:
@@ -102,9 +100,7 @@ class ScriptedLLM:
         headers = {"Retry-After": retry_after} if retry_after is not None else {}
         error_body = body or json.dumps({"error": {"message": f"scripted {status}"}})
         with self._lock:
-            self._failures.extend(
-                Reply(status=status, headers=headers, body=error_body) for _ in range(times)
-            )
+            self._failures.extend(Reply(status=status, headers=headers, body=error_body) for _ in range(times))
 
     def start(self) -> ScriptedLLM:
         self._thread.start()
@@ -136,9 +132,7 @@ class ScriptedLLM:
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         length = int(handler.headers.get("Content-Length", "0"))
         raw = handler.rfile.read(length)
-        request = ChatRequest(
-            body=json.loads(raw or b"{}"), headers={k.lower(): v for k, v in handler.headers.items()}
-        )
+        request = ChatRequest(body=json.loads(raw or b"{}"), headers={k.lower(): v for k, v in handler.headers.items()})
         with self._lock:
             self.requests += 1
             self.received.append(request)
@@ -165,9 +159,7 @@ class ScriptedLLM:
     def _completion_json(request: ChatRequest, reply: Reply) -> str:
         prompt_tokens = reply.prompt_tokens if reply.prompt_tokens is not None else _words(request.prompt)
         completion_tokens = (
-            reply.completion_tokens
-            if reply.completion_tokens is not None
-            else sum(_words(t) for t in reply.texts)
+            reply.completion_tokens if reply.completion_tokens is not None else sum(_words(t) for t in reply.texts)
         )
         return json.dumps(
             {

@@ -136,9 +136,7 @@ class LLMClient:
     ) -> Completion:
         """One chat completion (n choices), retried on 429/5xx/transport errors."""
         body = msgspec.json.encode(
-            _ChatRequest(
-                model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens, n=n
-            )
+            _ChatRequest(model=self.model, messages=messages, temperature=temperature, max_tokens=max_tokens, n=n)
         )
         attempt = 0
         while True:
@@ -165,9 +163,7 @@ class LLMClient:
             return LLMError(message), None
         if response.status_code != 200:
             snippet = self._scrub(response.text[:_BODY_SNIPPET])
-            error = LLMError(
-                f"LLM server answered HTTP {response.status_code}: {snippet}", status=response.status_code
-            )
+            error = LLMError(f"LLM server answered HTTP {response.status_code}: {snippet}", status=response.status_code)
             return error, _retry_after_seconds(response.headers.get("Retry-After"))
         try:
             decoded = msgspec.json.decode(response.content, type=_ChatResponse)
@@ -175,9 +171,7 @@ class LLMClient:
             raise LLMError(f"LLM server sent an invalid chat completion: {exc}", status=200) from None
         usage = decoded.usage or _Usage()
         texts = [choice.message.content or "" for choice in decoded.choices]
-        return Completion(
-            texts=texts, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens
-        )
+        return Completion(texts=texts, prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens)
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter; a server's Retry-After wins when it asks for longer."""
