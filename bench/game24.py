@@ -55,7 +55,7 @@ def answer_is_valid(answer: str, puzzle: str) -> bool:
     """The left side uses exactly the puzzle's numbers and equals 24."""
     expression, _, right = answer.partition("=")
     tree = ast.parse(expression.strip(), mode="eval").body
-    used = sorted(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant))
+    used = sorted(n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, int))
     return right.strip() == "24" and used == sorted(map(int, puzzle.split())) and evaluate(tree) == 24
 
 
