@@ -25,7 +25,7 @@ $(UV):
 	@touch $@
 
 $(TOOLS)/bin/helm: scripts/install_helm.py | $(UV)
-	@$(TOOLS)/bin/python scripts/install_helm.py --dest $(TOOLS)/bin
+	@$(TOOLS)/bin/python scripts/install_helm.py
 
 run: .venv/.synced  ## Run the registry (127.0.0.1:8000) and the ToT server (127.0.0.1:8001) with an embedded database
 	@$(UV) run --locked --no-sync python -m platform_common.devstack
