@@ -12,8 +12,10 @@ from platform_common.http import ObservedApp, cors_config, create_app, openapi_c
 from platform_common.logs import configure_logging
 
 from tree_of_thoughts import __version__
+from tree_of_thoughts.api import api_controllers
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.mcp_tools import build_mcp
+from tree_of_thoughts.runs import build_run_service
 
 MIGRATIONS = "tree_of_thoughts.migrations"
 MIGRATIONS_TABLE = "tot_migrations"
@@ -27,7 +29,8 @@ def build_app(settings: TotSettings) -> Litestar:
         if settings.database_url else None
     )
     checks: dict[str, ReadinessCheck] = {"database": database.ping} if database else {}
-    mcp = build_mcp(settings)
+    runs = build_run_service(settings, database)
+    mcp = build_mcp(settings, runs)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -35,13 +38,15 @@ def build_app(settings: TotSettings) -> Litestar:
             await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
         async with mcp.lifespan():
             try:
-                yield
+                # Workers record how they ended on the way out, so they stop before the pool closes.
+                async with runs.running():
+                    yield
             finally:
                 if database:
                     await database.close()
 
     return create_app(
-        route_handlers=[health_controller(checks), mcp.route()],
+        route_handlers=[health_controller(checks), mcp.route(), *api_controllers(runs)],
         lifespan=[lifespan],
         openapi_config=openapi_config(
             "Tree-of-Thoughts server", __version__,

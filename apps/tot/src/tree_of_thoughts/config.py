@@ -46,3 +46,21 @@ class TotSettings(BaseSettings, frozen=True, kw_only=True):
         msgspec.Meta(description='OAuth clients as JSON: [{"client_id", "secret_sha256", "scopes"}] (secret).'),
     ] = ""
     run_ttl_hours: Annotated[float, msgspec.Meta(gt=0, description="How long finished runs are kept.")] = 168
+    max_run_nodes: Annotated[
+        int, msgspec.Meta(ge=1, le=1_000_000, description="Default and largest tree size (nodes) of one run.")
+    ] = 5_000
+    max_run_llm_calls: Annotated[
+        int, msgspec.Meta(ge=1, le=100_000, description="Default and largest number of LLM calls of one run.")
+    ] = 300
+    max_run_tokens: Annotated[
+        int, msgspec.Meta(ge=1, le=100_000_000, description="Default and largest LLM token budget of one run.")
+    ] = 300_000
+    max_run_seconds: Annotated[
+        float, msgspec.Meta(gt=0, le=86_400, description="Default and largest wall-clock time of one run.")
+    ] = 600
+    max_active_runs_per_owner: Annotated[
+        int, msgspec.Meta(ge=1, le=1000, description="Queued plus running runs one caller may have at once.")
+    ] = 5
+    max_concurrent_runs: Annotated[
+        int, msgspec.Meta(ge=1, le=1000, description="Runs searching at once per worker process; more wait queued.")
+    ] = 8
