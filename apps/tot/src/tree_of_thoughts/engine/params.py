@@ -35,6 +35,10 @@ class SearchParams(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     In `best_first`, `breadth` is how many top frontier nodes are expanded per round.
     In `dfs`, `breadth` caps the children explored per node and `value_threshold`
     prunes children scoring below it.
+
+    Budgets are checked before each LLM call, so calls already in flight may overshoot
+    max_tokens; when the task's answer is written by the LLM, one of max_llm_calls is
+    kept for that final call.
     """
 
     strategy: Strategy = "bfs"

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from tree_of_thoughts.engine.errors import LLMRequiredError
 from tree_of_thoughts.engine.params import SearchParams
 from tree_of_thoughts.engine.result import SearchStats, StopReason
 from tree_of_thoughts.llm import ChatMessage, LLMClient
@@ -268,7 +269,7 @@ class SearchRun(Generic[S]):
     ) -> list[str]:
         """One budgeted LLM call; `reserved` is the final-answer call whose budget was set aside."""
         if self.llm is None:
-            raise BudgetExhausted
+            raise LLMRequiredError("this search step needs an LLM and none is configured")
         if not reserved:
             self._charge_call()
         self.stats.llm_calls += 1
