@@ -32,6 +32,8 @@ from platform_common.settings import BaseSettings, SettingsError
 
 # Every scope the platform knows; AUTH_MODE=none grants them all.
 ALL_SCOPES = frozenset({"tot:run", "tot:read", "registry:read", "registry:write", "registry:call"})
+# What the registry's bootstrap API keys (API_KEYS) grant: full control of the registry, nothing on ToT.
+REGISTRY_SCOPES = frozenset({"registry:read", "registry:write", "registry:call"})
 
 
 class InsufficientScope(ProblemError):

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.di import Provide
+from platform_common.auth import REGISTRY_SCOPES, build_auth
 from platform_common.db import Database, migrate
 from platform_common.health import health_controller
 from platform_common.http import ObservedApp, cors_config, create_app, openapi_config
@@ -28,6 +29,9 @@ def build_app(settings: RegistrySettings) -> Litestar:
         settings.database_url, max_size=settings.database_pool_max, timeout=settings.database_timeout_seconds
     )
     mcp = build_mcp(settings, database)
+    auth = build_auth(
+        settings, scopes_supported=REGISTRY_SCOPES, api_keys=settings.api_keys, api_key_scopes=REGISTRY_SCOPES
+    )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -39,7 +43,9 @@ def build_app(settings: RegistrySettings) -> Litestar:
                 await database.close()
 
     return create_app(
-        route_handlers=[health_controller({"database": database.ping}), mcp.route()],
+        route_handlers=[health_controller({"database": database.ping}),
+                        mcp.route(authenticate=auth.authenticate_scope), *auth.route_handlers],
+        middleware=auth.middleware,
         dependencies={"database": Provide(lambda: database, sync_to_thread=False)},
         lifespan=[lifespan],
         openapi_config=openapi_config(
