@@ -14,6 +14,7 @@ from platform_common.logs import configure_logging
 from tree_of_thoughts import __version__
 from tree_of_thoughts.api import api_controllers
 from tree_of_thoughts.config import TotSettings
+from tree_of_thoughts.issuer import build_issuer, tot_auth
 from tree_of_thoughts.mcp_tools import build_mcp
 from tree_of_thoughts.runs import build_run_service
 
@@ -31,6 +32,8 @@ def build_app(settings: TotSettings) -> Litestar:
     checks: dict[str, ReadinessCheck] = {"database": database.ping} if database else {}
     runs = build_run_service(settings, database)
     mcp = build_mcp(settings, runs)
+    issuer = build_issuer(settings)
+    auth = tot_auth(settings, issuer)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -46,8 +49,10 @@ def build_app(settings: TotSettings) -> Litestar:
                     await database.close()
 
     return create_app(
-        route_handlers=[health_controller(checks), mcp.route(), *api_controllers(runs)],
-        lifespan=[lifespan],
+        route_handlers=[health_controller(checks), mcp.route(authenticate=auth.authenticate_scope),
+                        *api_controllers(runs), *issuer.route_handlers, *auth.route_handlers],
+        middleware=auth.middleware,
+        lifespan=[issuer.lifespan, lifespan],
         openapi_config=openapi_config(
             "Tree-of-Thoughts server", __version__,
             "Deliberate search over thoughts (generate, evaluate, search, backtrack) and the platform's "
