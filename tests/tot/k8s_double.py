@@ -1,0 +1,124 @@
+"""An in-test double of the Kubernetes Secrets API: GET, PUT and PATCH of one Secret, with resourceVersion.
+
+A real HTTP server on 127.0.0.1, so the real ``kubernetes`` client (pointed at it with a
+``Configuration(host=...)``) is what the tests exercise. A write whose ``metadata.resourceVersion``
+is stale gets 409 Conflict, as from the API server; creating Secrets is deliberately not supported
+(the chart creates it, the app must never need to).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from kubernetes import client
+
+_PATH = re.compile(r"/api/v1/namespaces/([^/]+)/secrets/([^/?]+)")
+
+
+class SecretsApi:
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.conflicts = 0
+        self.writes = 0
+
+    def create(self, namespace: str, name: str) -> None:
+        self.secrets[(namespace, name)] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "resourceVersion": "1",
+                "labels": {"app.kubernetes.io/name": "tree-of-thoughts"},
+            },
+        }
+
+    def handle(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        match = _PATH.fullmatch(path.split("?")[0])
+        if not match:
+            return 404, _status(404, "NotFound", "no such path")
+        key = (match.group(1), match.group(2))
+        with self.lock:
+            secret = self.secrets.get(key)
+            if secret is None:
+                return 404, _status(404, "NotFound", f'secrets "{key[1]}" not found')
+            if method == "GET":
+                return 200, secret
+            assert body is not None
+            wanted = body.get("metadata", {}).get("resourceVersion")
+            if wanted is not None and wanted != secret["metadata"]["resourceVersion"]:
+                self.conflicts += 1
+                return 409, _status(
+                    409,
+                    "Conflict",
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )
+            if method == "PUT":
+                updated = {**body, "metadata": {**secret["metadata"], **body.get("metadata", {})}}
+            else:  # merge patch: maps merge, everything else replaces
+                updated = {**secret, "data": {**(secret.get("data") or {}), **(body.get("data") or {})}}
+            updated["metadata"] = {
+                **updated["metadata"],
+                "resourceVersion": str(int(secret["metadata"]["resourceVersion"]) + 1),
+            }
+            self.secrets[key] = updated
+            self.writes += 1
+            return 200, updated
+
+
+def _status(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+
+
+@contextlib.contextmanager
+def secrets_api() -> Iterator[tuple[SecretsApi, str]]:
+    """Serve a ``SecretsApi`` on a loopback port; yields it and its base URL."""
+    api = SecretsApi()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length)) if length else None
+            if self.command == "PATCH":
+                assert self.headers["Content-Type"] == "application/merge-patch+json"
+            status, payload = api.handle(self.command, self.path, body)
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_PATCH = _serve
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield api, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def api_client(url: str) -> client.ApiClient:
+    """The official client, configured for the double instead of a cluster."""
+    return client.ApiClient(client.Configuration(host=url))
