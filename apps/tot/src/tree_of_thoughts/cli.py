@@ -1,8 +1,9 @@
-"""``tot``: serve the Tree-of-Thoughts server."""
+"""``tot``: serve the Tree-of-Thoughts server, manage its signing keys, issue a token by hand."""
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import sys
 from collections.abc import Sequence
 
@@ -11,6 +12,7 @@ from platform_common.runner import serve
 from platform_common.settings import SettingsError
 
 from tree_of_thoughts.config import TotSettings
+from tree_of_thoughts.issuer import build_issuer, key_manager
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,11 +23,54 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser(
-        "serve", help="Serve the REST API, /mcp, the token endpoint and metrics.",
+        "serve",
+        help="Serve the REST API, /mcp, the token endpoint and metrics.",
         description="Serve the ToT server. With DATABASE_URL runs live in PostgreSQL; without it, in memory.",
     )
     TotSettings.add_arguments(serve_cmd)
+    keys_cmd = commands.add_parser("keys", help="List or rotate the token signing keys in the key store.")
+    keys_action = keys_cmd.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("list", "Show the published keys (never the private parts)."),
+        ("rotate", "Activate a new signing key now; the old one stays published for the overlap."),
+    ):
+        TotSettings.add_arguments(keys_action.add_parser(action, help=text, description=text))
+    token_cmd = commands.add_parser("token", help="Issue a token signed with the configured key store.")
+    token_action = token_cmd.add_subparsers(dest="action", required=True)
+    issue = token_action.add_parser("issue", help="Print an access token for --sub with --scope.")
+    issue.add_argument("--sub", required=True, help="Subject (who the token is for).")
+    issue.add_argument("--scope", required=True, help='Space-separated scopes, e.g. "registry:read tot:run".')
+    issue.add_argument("--aud", default=None, help="Audience (default AUTH_AUDIENCE).")
+    issue.add_argument(
+        "--ttl-hours", type=float, default=None, help="Lifetime (default and maximum JWT_EXPIRATION_HOURS)."
+    )
+    TotSettings.add_arguments(issue)
     return parser
+
+
+def _keys(settings: TotSettings, action: str) -> None:
+    manager = key_manager(settings)
+    if action == "rotate":
+        record = manager.rotate()
+        print(f"rotated: new signing key {record.kid}")
+        return
+    manager.refresh()  # creates the first key when the store is empty, like a server start
+    signing = manager.signing_key()[0]
+    for record in manager.published_keys():
+        created = datetime.datetime.fromtimestamp(record.created_at, datetime.UTC).isoformat(timespec="seconds")
+        state = "signing" if record.kid == signing else "published"
+        print(f"{record.kid}  created {created}  {state}")
+
+
+def _token(settings: TotSettings, args: argparse.Namespace) -> None:
+    if args.ttl_hours is not None and not 0 < args.ttl_hours <= settings.jwt_expiration_hours:
+        # A longer token could outlive its key in the JWKS (the overlap is sized for this maximum).
+        sys.exit(f"tot: --ttl-hours must be in (0, JWT_EXPIRATION_HOURS={settings.jwt_expiration_hours:g}]")
+    issuer = build_issuer(settings)
+    issuer.keys.refresh()
+    ttl = args.ttl_hours * 3600 if args.ttl_hours is not None else None
+    token, _ = issuer.tokens.issue(args.sub, args.scope.split(), audience=args.aud, ttl_seconds=ttl)
+    print(token)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -35,5 +80,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as exc:
         sys.exit(f"tot: {exc}")
     configure_logging(settings.log_level, settings.log_format)
-    if args.command == "serve":
-        serve(settings, "tree_of_thoughts.app:factory")
+    try:
+        if args.command == "serve":
+            serve(settings, "tree_of_thoughts.app:factory")
+        elif args.command == "keys":
+            _keys(settings, args.action)
+        elif args.command == "token":
+            _token(settings, args)
+    except SettingsError as exc:
+        sys.exit(f"tot: {exc}")

@@ -58,7 +58,7 @@ class KeyManager:
                 self._use(ring)
                 return ring.keys[-1]
 
-    def keys(self) -> list[KeyRecord]:
+    def published_keys(self) -> list[KeyRecord]:
         return self.policy.published(self._ring, self._clock())
 
     def signing_key(self) -> tuple[str, RSAKey]:
@@ -72,7 +72,7 @@ class KeyManager:
         return {
             "keys": [
                 {**self._private_key(record).as_dict(private=False), "kid": record.kid, "alg": "RS256", "use": "sig"}
-                for record in self.keys()
+                for record in self.published_keys()
             ]
         }
 
@@ -109,7 +109,7 @@ class KeyManager:
                 logger.exception("refreshing the signing keys failed")
 
     def _published_key(self, kid: str) -> RSAKey | None:
-        record = next((record for record in self.keys() if record.kid == kid), None)
+        record = next((record for record in self.published_keys() if record.kid == kid), None)
         return None if record is None else self._private_key(record)
 
     def _private_key(self, record: KeyRecord) -> RSAKey:
