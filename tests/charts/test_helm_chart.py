@@ -935,3 +935,59 @@ def test_helm_test_hook(docs: Docs) -> None:
     for needle in ("/ready", "/oauth/token", '"initialize"', "/mcp"):
         assert needle in script
     compile(script, "smoke_test.py", "exec")
+
+
+# --------------------------------------------------------------------------------------------- documentation
+def leaf_paths(node: Any, prefix: str = "") -> Iterator[str]:
+    if isinstance(node, dict) and node:
+        for key, child in node.items():
+            yield from leaf_paths(child, f"{prefix}{key}.")
+    else:
+        yield prefix.rstrip(".")
+
+
+@pytest.mark.parametrize(
+    ("values_file", "prefix"),
+    [
+        ("values.yaml", ""),
+        *((f"charts/{c}/values.yaml", f"{c}.") for c in ("tool-registry", "tree-of-thoughts", "pgvector")),
+    ],
+)
+def test_every_value_is_documented(values_file: str, prefix: str) -> None:
+    """Each value has a `# --` comment in values.yaml and a row (itself or a parent) in the chart README."""
+    readme = (CHART / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([^`]+)` \|", readme, flags=re.MULTILINE))
+    values = yaml.safe_load((CHART / values_file).read_text())
+    undocumented = []
+    for path in leaf_paths(values):
+        if prefix == "" and path.split(".")[0] in APPS | {"pgvector": 0}:
+            continue  # the subcharts' own tables document these
+        parts = (prefix + path).split(".")
+        if not any(".".join(parts[:i]) in rows for i in range(len(parts), 0, -1)):
+            undocumented.append(prefix + path)
+    assert not undocumented, (
+        f"undocumented values (add a `# --` comment and regenerate the README table): {undocumented}"
+    )
+
+
+def test_ci_workflow_copies_are_identical() -> None:
+    """GitHub runs .github/workflows/ci.yaml; ci/workflows/chart.yaml is its owned source."""
+    source = REPO / "ci" / "workflows" / "chart.yaml"
+    assert source.read_text() == (REPO / ".github" / "workflows" / "ci.yaml").read_text()
+    workflow = yaml.safe_load(source.read_text())
+    steps = " ".join(
+        str(s.get("run", "")) + str(s.get("uses", "")) for j in workflow["jobs"].values() for s in j["steps"]
+    )
+    for needle in (
+        "ct lint --config ct.yaml",
+        "ct install --config ct.yaml",
+        "helm/kind-action",
+        "kind load docker-image",
+        "Dockerfile.registry",
+        "Dockerfile.tot",
+        "helm test",
+    ):
+        assert needle in steps, needle
+    ct = yaml.safe_load((REPO / "ct.yaml").read_text())
+    assert ct["chart-dirs"] == ["charts"] and ct["target-branch"] == "main" and ct["validate-maintainers"] is False
+    assert sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
