@@ -146,6 +146,27 @@ def get(rendered: dict[tuple[str, str, bool], Docs], binary: str, values: str, f
     return rendered[key]
 
 
+# Every optional feature at once (on top of prod), to validate objects no values file enables.
+KITCHEN_SINK = [
+    "-f", str(VALUES["prod"]),
+    "--set", "gateway.enabled=true",
+    "--set", "tool-registry.canary.enabled=true",
+    "--set", "tree-of-thoughts.blueGreen.enabled=true",
+    "--set", "tls.selfSigned=true",
+    "--set", "resourceQuota.enabled=true",
+    "--set", "limitRange.enabled=true",
+    *API_VERSIONS,
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def kitchen_sink() -> Docs:
+    docs = render(helm_bin("helm4"), None, *KITCHEN_SINK)
+    kinds = {d["kind"] for d in docs}
+    assert {"HTTPRoute", "Issuer", "ResourceQuota", "LimitRange", "Pooler", "ScheduledBackup"} <= kinds
+    return docs
+
+
 CASES = [(b, v, f) for b in BINARIES for v in VALUES for f in (False, True)]
 CASE_IDS = [f"{b}-{v}-{'crds' if f else 'plain'}" for b, v, f in CASES]
 
@@ -882,6 +903,10 @@ def crd_schema(doc: dict[str, Any]) -> Path | None:
     return CRD_SCHEMAS / group / f"{doc['kind'].lower()}_{version}.json"
 
 
+def test_crd_objects_match_their_schemas_all_features(kitchen_sink: Docs) -> None:
+    test_crd_objects_match_their_schemas(kitchen_sink)
+
+
 def test_crd_objects_match_their_schemas(full_docs: Docs) -> None:
     if not CRD_SCHEMAS.is_dir():
         msg = f"{CRD_SCHEMAS} is missing: CRD objects not validated"
@@ -903,8 +928,11 @@ def test_crd_objects_match_their_schemas(full_docs: Docs) -> None:
     assert checked or not any(doc["apiVersion"].split("/")[0] in CRD_GROUPS for doc in full_docs)
 
 
-def test_kubernetes_validate_strict(rendered: dict[tuple[str, str, bool], Docs], tmp_path: Path) -> None:
-    files = []
+def test_kubernetes_validate_strict(
+    rendered: dict[tuple[str, str, bool], Docs], kitchen_sink: Docs, tmp_path: Path
+) -> None:
+    (tmp_path / "kitchen-sink.yaml").write_text(yaml.safe_dump_all(kitchen_sink))
+    files = [str(tmp_path / "kitchen-sink.yaml")]
     for binary in BINARIES:
         for values in VALUES:
             for full in (False, True):
@@ -991,3 +1019,24 @@ def test_ci_workflow_copies_are_identical() -> None:
     ct = yaml.safe_load((REPO / "ct.yaml").read_text())
     assert ct["chart-dirs"] == ["charts"] and ct["target-branch"] == "main" and ct["validate-maintainers"] is False
     assert sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))
+
+
+def notes(helm: Path, *extra: str) -> str:
+    proc = run_helm(helm, "install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client", *extra)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("NOTES:", 1)[1]
+
+
+def test_notes_warn_about_insecure_choices_and_missing_crds() -> None:
+    """Helm 4 renders NOTES offline with `install --dry-run=client` (Helm 3 wants a cluster for it)."""
+    helm = helm_bin("helm4")
+    text = notes(helm, "--set", "tool-registry.config.auth.mode=none", "--set", "ingress.enabled=true",
+                 "--set", "ingress.tls=false", "--set", "tool-registry.serviceMonitor.enabled=true")  # fmt: skip
+    assert "AUTH_MODE=none" in text
+    assert "without TLS" in text
+    assert "database.mode=embedded" in text
+    assert "monitoring.coreos.com/v1" in text and "NOT created" in text
+    prod = notes(helm, "-f", str(VALUES["prod"]))
+    assert "https://registry.example.com/mcp" in prod
+    assert "AUTH_MODE=none" not in prod and "database.mode=embedded" not in prod and "without TLS" not in prod
+    assert "cert-manager.io/v1" in prod  # no CRDs offline: the skipped Certificate is reported
