@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, Parameter
 from platform_common.auth import principal_of, require_scopes
 from platform_common.problems import PROBLEM_JSON, Problem
 
@@ -61,7 +61,7 @@ def api_controllers(service: RunService) -> list[type[Controller]]:
             "Poll GET /api/v1/runs/{id} until status is succeeded, failed or cancelled.",
             responses=_problems(400, 403, 422, 429),
         )
-        async def start(self, request: Request[Any, Any, Any], data: RunRequest) -> Response[RunView]:
+        async def start(self, request: Request[Any, Any, Any], data: JSONBody[RunRequest]) -> Response[RunView]:
             started = await service.submit(data, principal_of(request).subject)
             return Response(RunView.of(started), status_code=202, headers={"Location": f"{RUNS_PATH}/{started.id}"})
 
@@ -81,7 +81,7 @@ def api_controllers(service: RunService) -> list[type[Controller]]:
             summary="A run: status, progress, answer, stats",
             responses=_problems(403, 404),
         )
-        async def get_run(self, request: Request[Any, Any, Any], run_id: str) -> RunView:
+        async def get_run(self, request: Request[Any, Any, Any], run_id: FromPath[str]) -> RunView:
             return RunView.of(await service.get(run_id, principal_of(request).subject))
 
         @post(
@@ -93,7 +93,7 @@ def api_controllers(service: RunService) -> list[type[Controller]]:
             "poll it until status is cancelled. 409 if it already succeeded or failed.",
             responses=_problems(403, 404, 409),
         )
-        async def cancel(self, request: Request[Any, Any, Any], run_id: str) -> RunView:
+        async def cancel(self, request: Request[Any, Any, Any], run_id: FromPath[str]) -> RunView:
             return RunView.of(await service.cancel(run_id, principal_of(request).subject))
 
         @get(
@@ -102,7 +102,7 @@ def api_controllers(service: RunService) -> list[type[Controller]]:
             summary="The run's search tree (every node)",
             responses=_problems(403, 404),
         )
-        async def tree(self, request: Request[Any, Any, Any], run_id: str) -> RunTree:
+        async def tree(self, request: Request[Any, Any, Any], run_id: FromPath[str]) -> RunTree:
             found = await service.get(run_id, principal_of(request).subject, with_tree=True)
             return RunTree(
                 run_id=found.id, status=found.status, best_node_id=found.best_node_id, nodes=found.tree or []
@@ -115,7 +115,7 @@ def api_controllers(service: RunService) -> list[type[Controller]]:
             summary="The run's search tree drawn as SVG (best path highlighted, large trees trimmed)",
             responses=_problems(403, 404),
         )
-        async def tree_svg(self, request: Request[Any, Any, Any], run_id: str) -> str:
+        async def tree_svg(self, request: Request[Any, Any, Any], run_id: FromPath[str]) -> str:
             return render_svg(await service.get(run_id, principal_of(request).subject, with_tree=True))
 
     class TasksController(Controller):
