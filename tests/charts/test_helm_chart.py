@@ -431,7 +431,9 @@ def test_environment_contract(docs: Docs) -> None:
         assert cm["HOST"] == "0.0.0.0" and cm["PORT"] == str(port) and cm["METRICS_PORT"] == "8080"  # noqa: S104
         assert cm["DATA_DIR"].startswith("/tmp/")
         assert cm["AUTH_MODE"] == "jwt" and cm["AUTH_AUDIENCE"] == "mcp-platform"
-        assert cm["AUTH_JWKS_URL"] == f"http://{RELEASE}-tree-of-thoughts:8001/.well-known/jwks.json"
+        # The registry fetches the issuer's JWKS in-cluster; the issuer verifies with its own keys in-process.
+        jwks = f"http://{RELEASE}-tree-of-thoughts:8001/.well-known/jwks.json" if app == "tool-registry" else ""
+        assert cm["AUTH_JWKS_URL"] == jwks
         hosts = cm["MCP_ALLOWED_HOSTS"].split(",")
         assert f"{RELEASE}-{app}.{NAMESPACE}.svc.cluster.local:{port}" in hosts
         assert f"{RELEASE}-{app}:{port}" in hosts

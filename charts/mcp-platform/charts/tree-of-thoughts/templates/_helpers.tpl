@@ -127,10 +127,12 @@ Public issuer URL (ISSUER_URL / AUTH_ISSUER): config.issuerUrl, else global.auth
 {{- $issuer -}}
 {{- end -}}
 
-{{/* JWKS URL the server itself uses for verification: its own Service unless configured. */}}
+{{/*
+JWKS URL for verifying incoming tokens. Empty (the default): the server verifies with its own keys
+in-process; fetching its own JWKS through its Service would be circular (no endpoints before ready).
+*/}}
 {{- define "tree-of-thoughts.jwksUrl" -}}
-{{- $url := tpl .Values.config.auth.jwksUrl . -}}
-{{- default (printf "http://%s:%v/.well-known/jwks.json" (include "tree-of-thoughts.fullname" .) .Values.service.port) $url -}}
+{{- tpl .Values.config.auth.jwksUrl . -}}
 {{- end -}}
 
 {{- define "tree-of-thoughts.keySecretName" -}}
