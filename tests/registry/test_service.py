@@ -15,13 +15,6 @@ from tool_registry.app import build_app
 from tool_registry.config import RegistrySettings
 
 
-@pytest.fixture
-def registry_url(database_url: str) -> Iterator[str]:
-    settings = RegistrySettings.from_env({}, database_url=database_url, auth_mode="none", metrics_port=0)
-    with running_server(ObservedApp(build_app(settings))) as url:
-        yield url
-
-
 async def test_health_and_ready(registry_url: str) -> None:
     async with httpx.AsyncClient(base_url=registry_url) as http:
         assert (await http.get("/health")).json() == {"status": "ok"}
@@ -32,7 +25,10 @@ async def test_health_and_ready(registry_url: str) -> None:
 
 async def test_ready_is_503_with_a_reason_when_the_database_is_unreachable() -> None:
     settings = RegistrySettings.from_env(
-        {}, database_url="postgresql://nobody:x@127.0.0.1:1/none", auth_mode="none", database_timeout_seconds=1,
+        {},
+        database_url="postgresql://nobody:x@127.0.0.1:1/none",
+        auth_mode="none",
+        database_timeout_seconds=1,
     )
     app = build_app(settings)
     # httpx's ASGI transport runs no lifespan (which would migrate): readiness alone is under test.
@@ -55,9 +51,7 @@ async def test_metrics_label_requests_by_route_template_not_raw_url(registry_url
     async with httpx.AsyncClient(base_url=registry_url) as http:
         await http.get("/health")
         await http.get("/no/such/path/12345")
-    assert REGISTRY.get_sample_value(
-        "mcp_http_requests_total", {"method": "GET", "path": "/health", "status": "200"}
-    )
+    assert REGISTRY.get_sample_value("mcp_http_requests_total", {"method": "GET", "path": "/health", "status": "200"})
     assert REGISTRY.get_sample_value(
         "mcp_http_requests_total", {"method": "GET", "path": "<unmatched>", "status": "404"}
     )
@@ -69,21 +63,23 @@ async def test_metrics_label_requests_by_route_template_not_raw_url(registry_url
 async def test_mcp_lists_and_calls_tools_in_both_protocol_eras(registry_url: str, mode: str) -> None:
     async with Client(f"{registry_url}/mcp", mode=mode) as client:  # type: ignore[arg-type]
         tools = await client.list_tools()
-        assert "catalogue_stats" in {tool.name for tool in tools.tools}
-        result = await client.call_tool("catalogue_stats", {})
+        assert {"find_tools", "get_tool", "list_tools", "list_categories", "call_tool"} <= {
+            tool.name for tool in tools.tools
+        }
+        result = await client.call_tool("list_categories", {})
         assert not result.is_error
-        assert result.structured_content == {"total": 0, "active": 0, "deprecated": 0, "deleted": 0}
+        assert result.structured_content == {"categories": []}
 
 
 async def test_mcp_2025_client_negotiates_a_handshake_version(registry_url: str) -> None:
     # A 2025-03-26 client: the oldest handshake version the platform promises to serve.
     body = {
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
         "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
     }
     async with httpx.AsyncClient(base_url=registry_url) as http:
-        response = await http.post(
-            "/mcp", json=body, headers={"Accept": "application/json, text/event-stream"}
-        )
+        response = await http.post("/mcp", json=body, headers={"Accept": "application/json, text/event-stream"})
     assert response.status_code == 200
     assert response.json()["result"]["protocolVersion"] == "2025-03-26"

@@ -8,14 +8,16 @@ from contextlib import asynccontextmanager
 from litestar import Litestar
 from litestar.di import Provide
 from platform_common.auth import REGISTRY_SCOPES, build_auth
-from platform_common.db import Database, migrate
+from platform_common.db import migrate
 from platform_common.health import health_controller
 from platform_common.http import ObservedApp, cors_config, create_app, openapi_config
 from platform_common.logs import configure_logging
 
 from tool_registry import __version__
+from tool_registry.api import CONTROLLERS
 from tool_registry.config import RegistrySettings
 from tool_registry.mcp_tools import build_mcp
+from tool_registry.registry import Registry
 
 MIGRATIONS = "tool_registry.migrations"
 MIGRATIONS_TABLE = "registry_migrations"
@@ -25,10 +27,9 @@ def build_app(settings: RegistrySettings) -> Litestar:
     """Assemble the app for ``settings``; tests call this directly, the CLI through ``factory``."""
     if not settings.database_url:
         raise ValueError("DATABASE_URL is required (tool-registry serve starts an embedded one without it)")
-    database = Database(
-        settings.database_url, max_size=settings.database_pool_max, timeout=settings.database_timeout_seconds
-    )
-    mcp = build_mcp(settings, database)
+    registry = Registry.build(settings)
+    database = registry.primary
+    mcp = build_mcp(registry)
     auth = build_auth(
         settings, scopes_supported=REGISTRY_SCOPES, api_keys=settings.api_keys, api_key_scopes=REGISTRY_SCOPES
     )
@@ -36,20 +37,25 @@ def build_app(settings: RegistrySettings) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
-        async with mcp.lifespan():
-            try:
-                yield
-            finally:
-                await database.close()
+        async with registry.running(), mcp.lifespan():
+            yield
 
     return create_app(
-        route_handlers=[health_controller({"database": database.ping}),
-                        mcp.route(authenticate=auth.authenticate_scope), *auth.route_handlers],
+        route_handlers=[
+            health_controller({"database": database.ping}),
+            mcp.route(authenticate=auth.authenticate_scope),
+            *auth.route_handlers,
+            *CONTROLLERS,
+        ],
         middleware=auth.middleware,
-        dependencies={"database": Provide(lambda: database, sync_to_thread=False)},
+        dependencies={
+            "database": Provide(lambda: database, sync_to_thread=False),
+            "registry": Provide(lambda: registry, sync_to_thread=False),
+        },
         lifespan=[lifespan],
         openapi_config=openapi_config(
-            "Tool Registry", __version__,
+            "Tool Registry",
+            __version__,
             "Semantic discovery of tools over MCP and REST, and a gateway to upstream MCP servers.",
         ),
         cors_config=cors_config(settings.cors_origins),

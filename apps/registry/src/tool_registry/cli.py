@@ -26,7 +26,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser(
-        "serve", help="Serve the REST API, /mcp and metrics.",
+        "serve",
+        help="Serve the REST API, /mcp and metrics.",
         description="Serve the registry. Without DATABASE_URL an embedded PostgreSQL with pgvector is "
         "started under DATA_DIR and stopped on exit.",
     )

@@ -53,6 +53,10 @@ class Embedder(Protocol):
         """One L2-normalised row per text, in order."""
         ...
 
+    def for_model(self, model: str, dimension: int) -> Embedder | None:
+        """A provider for another model (the previous one, during a switch), if this one can serve it."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -67,7 +71,8 @@ def content_hash(texts: Sequence[str]) -> str:
 
 def _normalise(rows: Vectors) -> Vectors:
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return (rows / np.maximum(norms, 1e-12)).astype(np.float32)
+    normalised: Vectors = (rows / np.maximum(norms, 1e-12)).astype(np.float32)
+    return normalised
 
 
 class LocalEmbedder:
@@ -143,6 +148,9 @@ class LocalEmbedder:
         finally:
             observability.EMBEDDING_DURATION.observe(time.perf_counter() - started)
 
+    def for_model(self, model: str, dimension: int) -> Embedder | None:
+        return self if (model, dimension) == (self.model, self.dimension) else None
+
     async def close(self) -> None:
         return None
 
@@ -197,8 +205,16 @@ class OpenAIEmbedder:
     query_prefix = ""
 
     def __init__(
-        self, base_url: str, model: str, dimension: int, api_key: str = "", *,
-        batch_size: int = 64, timeout: float = 15.0, max_attempts: int = 4, backoff: float = 0.25,
+        self,
+        base_url: str,
+        model: str,
+        dimension: int,
+        api_key: str = "",
+        *,
+        batch_size: int = 64,
+        timeout: float = 15.0,
+        max_attempts: int = 4,
+        backoff: float = 0.25,
         breaker: CircuitBreaker | None = None,
     ) -> None:
         if not base_url:
@@ -209,14 +225,18 @@ class OpenAIEmbedder:
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.breaker = breaker or CircuitBreaker()
+        self._base_url = base_url
+        self._api_key = api_key
         self._url = base_url.rstrip("/") + "/embeddings"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # The key lives only in this header; httpx does not log headers and neither do we.
         self._http = httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=False)
+        self._siblings: dict[tuple[str, int], OpenAIEmbedder] = {}
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
-        rows = [await self._embed_batch(list(texts[i : i + self.batch_size]))
-                for i in range(0, len(texts), self.batch_size)]
+        rows = [
+            await self._embed_batch(list(texts[i : i + self.batch_size])) for i in range(0, len(texts), self.batch_size)
+        ]
         return np.concatenate(rows) if rows else np.empty((0, self.dimension), dtype=np.float32)
 
     async def _embed_batch(self, texts: list[str]) -> Vectors:
@@ -271,7 +291,27 @@ class OpenAIEmbedder:
             )
         return _normalise(rows)
 
+    def for_model(self, model: str, dimension: int) -> Embedder | None:
+        # The same service usually serves several models (e.g. during a move to a bigger one).
+        if (model, dimension) == (self.model, self.dimension):
+            return self
+        key = (model, dimension)
+        if key not in self._siblings:
+            self._siblings[key] = OpenAIEmbedder(
+                self._base_url,
+                model,
+                dimension,
+                self._api_key,
+                batch_size=self.batch_size,
+                max_attempts=self.max_attempts,
+                backoff=self.backoff,
+                breaker=self.breaker,
+            )
+        return self._siblings[key]
+
     async def close(self) -> None:
+        for sibling in self._siblings.values():
+            await sibling.close()
         await self._http.aclose()
 
 
@@ -285,15 +325,14 @@ def _retry_after(response: httpx.Response) -> float | None:
 class QueryCache:
     """An LRU of query embeddings, keyed by model and text (so a model switch never mixes vectors)."""
 
-    def __init__(self, embedder: Embedder, max_entries: int = 4096, enabled: bool = True) -> None:
-        self.embedder = embedder
+    def __init__(self, max_entries: int = 4096, enabled: bool = True) -> None:
         self.max_entries = max_entries
         self.enabled = enabled
         self._entries: OrderedDict[tuple[str, str], Vectors] = OrderedDict()
 
-    async def embed_query(self, query: str) -> Vectors:
+    async def embed_query(self, embedder: Embedder, query: str) -> Vectors:
         """The query's vector (prefixed as the model likes it), from the cache when possible."""
-        key = (self.embedder.model, query)
+        key = (embedder.model, query)
         if self.enabled:
             cached = self._entries.get(key)
             if cached is not None:
@@ -301,7 +340,7 @@ class QueryCache:
                 observability.EMBEDDING_CACHE_HITS.inc()
                 return cached
             observability.EMBEDDING_CACHE_MISSES.inc()
-        vector: Vectors = (await self.embedder.embed([self.embedder.query_prefix + query]))[0]
+        vector: Vectors = (await embedder.embed([embedder.query_prefix + query]))[0]
         if self.enabled:
             self._entries[key] = vector
             if len(self._entries) > self.max_entries:
@@ -319,7 +358,9 @@ def build_embedder(settings: RegistrySettings) -> Embedder:
             )
         return _shared_local()
     return OpenAIEmbedder(
-        settings.embedding_endpoint_url, settings.embedding_model, settings.embedding_dimension,
+        settings.embedding_endpoint_url,
+        settings.embedding_model,
+        settings.embedding_dimension,
         settings.embedding_api_key,
     )
 

@@ -1,50 +1,207 @@
-"""The registry's MCP tools and resources."""
+"""The registry's MCP face: find, read, list and call tools; categories and stats as resources.
+
+Every tool checks its scope on the caller's principal (``registry:read``, or ``registry:call`` for
+``call_tool``) and reports failures as error results the model can act on. ``find_tools``'s
+description lists the live categories (refreshed at most every 30 s), so an agent can pass a
+valid ``category`` without a round trip.
+"""
 
 from __future__ import annotations
 
-import msgspec
-from platform_common.db import Database
-from platform_common.mcp import McpApp, McpTool, ToolContext
+from collections.abc import Awaitable
+from typing import Annotated, Any, TypeVar
 
-from tool_registry import __version__
-from tool_registry.config import RegistrySettings
+import msgspec
+from platform_common.auth import ANONYMOUS, Principal
+from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError
+from platform_common.problems import ProblemError
+
+from tool_registry import __version__, catalogue
+from tool_registry.federation import CallResult, UpstreamError
+from tool_registry.models import (
+    Categories,
+    Category,
+    Name,
+    Query,
+    SearchRequest,
+    SearchResponse,
+    Tag,
+    Tool,
+    ToolPage,
+)
+from tool_registry.registry import Registry
+
+T = TypeVar("T")
+
+FIND_TOOLS = (
+    "Find the tools that can serve a request, best first. Describe the task in plain words "
+    "(e.g. 'convert a PDF to text'); each result has a score in [0, 1] (≥ 0.5: likely a match). "
+    "Then read one with get_tool and run it with call_tool."
+)
 
 
 class NoArguments(msgspec.Struct, forbid_unknown_fields=True):
     """The tool takes no arguments."""
 
 
-class CatalogueStats(msgspec.Struct):
-    total: int
-    active: int
-    deprecated: int
-    deleted: int
+class FindArguments(msgspec.Struct, forbid_unknown_fields=True):
+    query: Annotated[Query, msgspec.Meta(description="What the user wants done, in plain words.")]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=50, description="How many tools to return.")] = 5
+    category: Annotated[Category, msgspec.Meta(description="Only tools of this category.")] | None = None
+    tags: Annotated[list[Tag], msgspec.Meta(max_length=32, description="Only tools with all these tags.")] = (
+        msgspec.field(default_factory=list)
+    )
 
 
-def build_mcp(settings: RegistrySettings, database: Database) -> McpApp:
-    async def catalogue_stats(_: NoArguments, ctx: ToolContext) -> CatalogueStats:
-        async with database.connection() as conn:
-            rows = await conn.fetch("SELECT status, count(*) AS n FROM tools GROUP BY status")
-        counts = {row["status"]: row["n"] for row in rows}
-        return CatalogueStats(
-            total=sum(counts.values()), active=counts.get("active", 0),
-            deprecated=counts.get("deprecated", 0), deleted=counts.get("deleted", 0),
-        )
+class GetArguments(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[Name, msgspec.Meta(description="The tool's name, as find_tools returned it.")]
+
+
+class ListArguments(msgspec.Struct, forbid_unknown_fields=True):
+    category: Annotated[Category, msgspec.Meta(description="Only tools of this category.")] | None = None
+    cursor: Annotated[str, msgspec.Meta(max_length=400, description="next_cursor of the previous page.")] | None = None
+    limit: Annotated[int, msgspec.Meta(ge=1, le=100, description="Page size.")] = 50
+
+
+class CallArguments(msgspec.Struct, forbid_unknown_fields=True):
+    name: Annotated[Name, msgspec.Meta(description="The tool to call.")]
+    arguments: Annotated[
+        dict[str, Any], msgspec.Meta(description="The tool's arguments; they must match its input_schema.")
+    ] = msgspec.field(default_factory=dict)
+
+
+def build_mcp(registry: Registry) -> McpApp:
+    settings = registry.settings
+
+    def require(principal: Any, scope: str) -> None:
+        """A missing principal means "anonymous" only when auth is off."""
+        if isinstance(principal, Principal):
+            who = principal
+        elif settings.auth_mode == "none":
+            who = ANONYMOUS
+        else:
+            raise ToolError("Not authenticated.")
+        if not who.has(scope):
+            raise ToolError(f"This operation needs the '{scope}' scope.")
+
+    async def call(work: Awaitable[T]) -> T:
+        """Service errors are problem details written for the caller; pass their text on."""
+        try:
+            return await work
+        except ProblemError as exc:
+            raise ToolError(exc.problem_detail or exc.title) from None
+
+    async def find_tools(args: FindArguments, ctx: ToolContext) -> SearchResponse:
+        require(ctx.principal, "registry:read")
+        request = SearchRequest(query=args.query, limit=args.limit, category=args.category, tags=args.tags)
+        return await call(registry.search(request))
+
+    async def get_tool(args: GetArguments, ctx: ToolContext) -> Tool:
+        require(ctx.principal, "registry:read")
+        async with registry.replica.connection() as conn:
+            tool = await catalogue.get(conn, args.name)
+        if tool is None:
+            raise ToolError(f"No tool named '{args.name}'. Use find_tools to discover tool names.")
+        return tool
+
+    async def list_tools(args: ListArguments, ctx: ToolContext) -> ToolPage:
+        require(ctx.principal, "registry:read")
+        async with registry.replica.connection() as conn:
+            return await call(catalogue.list_page(conn, category=args.category, cursor=args.cursor, limit=args.limit))
+
+    async def list_categories(_: NoArguments, ctx: ToolContext) -> Categories:
+        require(ctx.principal, "registry:read")
+        return await registry.categories()
+
+    async def call_tool(args: CallArguments, ctx: ToolContext) -> CallResult:
+        require(ctx.principal, "registry:call")
+        try:
+            return await call(registry.federation.call(args.name, args.arguments))
+        except UpstreamError as exc:
+            raise ToolError(str(exc)) from None
+
+    async def tool_descriptions() -> dict[str, str]:
+        categories = await registry.categories(cached=True)
+        names = ", ".join(c.name for c in categories.categories[:50]) or "none yet"
+        return {"find_tools": f"{FIND_TOOLS} Categories: {names}."}
+
+    async def read_categories(_: str, principal: Any) -> str:
+        require(principal, "registry:read")
+        return msgspec.json.encode(await registry.categories()).decode()
+
+    async def read_stats(_: str, principal: Any) -> str:
+        require(principal, "registry:read")
+        return msgspec.json.encode(await registry.stats()).decode()
 
     return McpApp(
         name="tool-registry",
         version=__version__,
-        instructions="Search the tool catalogue, read one tool's schema, and call tools through the registry.",
+        instructions=(
+            "A catalogue of tools. Call find_tools with the user's request to discover tools, get_tool to read "
+            "one's input schema, and call_tool to run it through the registry."
+        ),
         tools=[
             McpTool(
-                name="catalogue_stats",
-                title="Catalogue statistics",
-                description="How many tools the registry holds, by status (active, deprecated, deleted).",
+                name="find_tools",
+                title="Find tools",
+                description=FIND_TOOLS,
+                arguments=FindArguments,
+                result=SearchResponse,
+                handler=find_tools,
+            ),
+            McpTool(
+                name="get_tool",
+                title="Get a tool",
+                arguments=GetArguments,
+                result=Tool,
+                handler=get_tool,
+                description="One tool's full entry: description, input and output schemas, annotations.",
+            ),
+            McpTool(
+                name="list_tools",
+                title="List tools",
+                arguments=ListArguments,
+                result=ToolPage,
+                handler=list_tools,
+                description="Active and deprecated tools in name order, a page at a time.",
+            ),
+            McpTool(
+                name="list_categories",
+                title="List categories",
                 arguments=NoArguments,
-                result=CatalogueStats,
-                handler=catalogue_stats,
+                result=Categories,
+                handler=list_categories,
+                description="Categories of active tools with their tool counts.",
+            ),
+            McpTool(
+                name="call_tool",
+                title="Call a tool",
+                arguments=CallArguments,
+                result=CallResult,
+                handler=call_tool,
+                read_only=False,
+                destructive=True,
+                idempotent=False,
+                open_world=True,
+                description="Run a catalogued tool on the upstream MCP server that provides it. The "
+                "arguments are checked against the tool's input_schema first.",
+            ),
+        ],
+        resources=[
+            McpResource(
+                uri="registry://categories",
+                name="categories",
+                reader=read_categories,
+                description="Categories of active tools with their counts (JSON).",
+            ),
+            McpResource(
+                uri="registry://stats",
+                name="stats",
+                reader=read_stats,
+                description="Catalogue statistics: tools by status and source, embedding models (JSON).",
             ),
         ],
         allowed_hosts=settings.mcp_allowed_hosts,
         max_request_bytes=settings.max_request_bytes,
+        tool_descriptions=tool_descriptions,
     )

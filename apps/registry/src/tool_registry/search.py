@@ -1,0 +1,184 @@
+"""Hybrid search: HNSW vector candidates plus full-text candidates, fused into one calibrated score.
+
+One SQL statement gathers candidates from both indexes with the filters applied inside each scan
+(pgvector's iterative index scan keeps walking the HNSW graph until ``k`` rows pass the filters),
+then computes both features for every candidate: the cosine similarity of the tool's vector and
+``ts_rank_cd`` of its text (normalised to [0, 1) by PostgreSQL's ``rank/(rank+1)``).
+
+The score is a logistic model over those two features, fitted once on the MetaTool dev split
+(bench/retrieval.py --fit, docs/search.md): it estimates the probability that the tool is the one
+the request needs. Its parameters are constants, never rescaled per query, so a score of 0.5 means
+the same thing for every query and ``min_score`` is a usable threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import asyncpg
+
+from tool_registry.catalogue import TOOL_COLUMNS
+from tool_registry.embeddings import Vectors
+from tool_registry.models import SearchHit
+
+Mode = Literal["hybrid", "vector", "text"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """score = sigmoid(vector * cosine + text * text_rank + bias)."""
+
+    vector: float
+    text: float
+    bias: float
+
+    def score(self, cosine: float, text_rank: float) -> float:
+        return 1.0 / (1.0 + math.exp(-(self.vector * cosine + self.text * text_rank + self.bias)))
+
+
+# Fitted by `python bench/retrieval.py --fit` on half of the MetaTool dev split (all-MiniLM-L6-v2);
+# see docs/search.md for the numbers on the other half. Other models have other cosine scales:
+# refit before relying on min_score with them.
+CALIBRATION: dict[Mode, Calibration] = {
+    "hybrid": Calibration(vector=16.0, text=6.0, bias=-10.0),
+    "vector": Calibration(vector=16.0, text=0.0, bias=-9.5),
+    "text": Calibration(vector=0.0, text=10.0, bias=-4.0),
+}
+# ts_rank_cd normalisation 32: rank / (rank + 1), a fixed map into [0, 1).
+TEXT_RANK = "ts_rank_cd(t.search_text, q.tsq, 32)"
+
+
+@dataclass(frozen=True)
+class Filters:
+    category: str | None = None
+    tags: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    hit: SearchHit
+    cosine: float
+    text_rank: float
+
+
+def text_query(query: str) -> str:
+    """The request's words OR-ed together, in ``websearch_to_tsquery`` syntax.
+
+    Requests are sentences ("can you find me a cheap flight"): AND-ing every word would match
+    almost nothing, so any word may match and ts_rank_cd rewards the tools matching more of them.
+    Punctuation is dropped so quotes and dashes never act as phrase or negation operators.
+    """
+    return " or ".join(re.findall(r"\w+", query.lower())[:64])
+
+
+def candidate_count(limit: int) -> int:
+    """Rows gathered from each index: enough that the fused top ``limit`` rarely lies outside them."""
+    return max(20, 2 * limit)
+
+
+def _literal(text: str) -> str:
+    # standard_conforming_strings is on in every supported PostgreSQL: doubling quotes suffices.
+    return "'" + text.replace("'", "''") + "'"
+
+
+_FILTERS = """t.status = 'active'
+          AND ($3::text IS NULL OR t.category = $3)
+          AND (cardinality($4::text[]) = 0 OR t.tags @> $4::text[])"""
+
+
+def candidates_sql(mode: Mode, model: str | None, dimension: int) -> str:
+    """The statement for ``mode``. The model name and dimension are literals, not parameters, so the
+    planner can match the model's partial expression index (a parameter never proves a predicate).
+
+    Parameters: $1 query vector, $2 text query, $3 category, $4 tags, $5 candidates per index.
+    """
+    vector = f"vector({dimension})"
+    cosine = "NULL::float8"
+    parts = []
+    if mode != "text" and model is not None:
+        lit = _literal(model)
+        parts.append(f"""
+            SELECT e.tool_id FROM tool_embeddings e JOIN tools t ON t.id = e.tool_id
+            WHERE e.model = {lit} AND {_FILTERS}
+            ORDER BY e.embedding::{vector} <=> $1::{vector}
+            LIMIT $5""")  # noqa: S608
+        cosine = f"""(SELECT 1 - (e.embedding::{vector} <=> $1::{vector}) FROM tool_embeddings e
+                     WHERE e.tool_id = t.id AND e.model = {lit})"""  # noqa: S608
+    if mode != "vector":
+        parts.append(f"""
+            SELECT t.id FROM tools t, q
+            WHERE t.search_text @@ q.tsq AND {_FILTERS}
+            ORDER BY {TEXT_RANK} DESC
+            LIMIT $5""")  # noqa: S608
+    union = " UNION ".join(f"({part})" for part in parts)
+    return f"""
+        WITH q AS (SELECT websearch_to_tsquery('english', $2) AS tsq),
+        candidates AS MATERIALIZED ({union})
+        SELECT {TOOL_COLUMNS}, {cosine} AS cosine, {TEXT_RANK} AS text_rank
+        FROM candidates c JOIN tools t ON t.id = c.tool_id, q
+    """  # noqa: S608 (literals are quoted by _literal, the dimension is an int)
+
+
+async def candidates(
+    conn: asyncpg.Connection,
+    *,
+    query: str,
+    vector: Vectors | None,
+    model: str | None,
+    dimension: int,
+    mode: Mode,
+    filters: Filters,
+    limit: int,
+) -> list[Candidate]:
+    """Candidates from the indexes ``mode`` uses, each with both features (NULLs become 0)."""
+    k = candidate_count(limit)
+    sql = candidates_sql(mode, model if vector is not None else None, dimension)
+    async with conn.transaction():
+        # relaxed_order: keep scanning the graph until k rows pass the filters; we re-rank anyway.
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, k)}; SET LOCAL hnsw.iterative_scan = relaxed_order")
+        rows = await conn.fetch(
+            sql,
+            vector,
+            text_query(query),
+            filters.category,
+            list(filters.tags),
+            k,
+        )
+    return [
+        Candidate(
+            hit=SearchHit(
+                name=row["name"],
+                score=0.0,
+                title=row["title"],
+                description=row["description"],
+                category=row["category"],
+                tags=list(row["tags"]),
+                version=row["version"],
+                status=row["status"],
+                source=row["source"],
+            ),
+            cosine=float(row["cosine"] or 0.0),
+            text_rank=float(row["text_rank"] or 0.0),
+        )
+        for row in rows
+    ]
+
+
+def fuse(found: Sequence[Candidate], mode: Mode, *, limit: int, min_score: float) -> list[SearchHit]:
+    """Score every candidate with the mode's calibration, best first, at most ``limit``."""
+    calibration = CALIBRATION[mode]
+    scored = sorted(
+        ((calibration.score(c.cosine, c.text_rank), c.hit.name, c.hit) for c in found),
+        key=lambda item: (-item[0], item[1]),
+    )
+    results = []
+    for score, _, hit in scored[:limit]:
+        if score < min_score:
+            break
+        hit.score = round(score, 4)
+        results.append(hit)
+    return results
