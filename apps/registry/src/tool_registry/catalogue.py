@@ -325,7 +325,8 @@ async def import_tools(
                 output_schema jsonb, annotations jsonb, version text, status text, examples text[],
                 content_hash text, embedding jsonb)
         ), old AS (
-            SELECT tools.* FROM tools JOIN items USING (name) FOR UPDATE OF tools
+            -- The rows as they were (the statement's snapshot); ON CONFLICT locks the ones it updates.
+            SELECT tools.* FROM tools JOIN items USING (name)
         ), t AS (
             INSERT INTO tools AS t (name, title, description, category, tags, input_schema, output_schema,
                                     annotations, version, status, examples, content_hash)
