@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import hashlib
 import itertools
+import json
 import operator
 import tempfile
 import time
@@ -20,7 +22,7 @@ from platform_common.http import ObservedApp
 from tree_of_thoughts.app import build_app
 from tree_of_thoughts.config import TotSettings
 
-from tests.servers import running_server
+from tests.servers import free_port, running_server
 from tests.tot.llm_double import ChatRequest, ScriptedLLM
 
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -224,3 +226,41 @@ async def test_a_run_left_running_by_a_dead_replica_reads_as_failed(database_url
             run = (await http.get(f"/api/v1/runs/{run_id}")).json()
     assert (run["status"], run["stop_reason"]) == ("failed", "worker_lost")
     assert "Traceback" not in run["error"]
+
+
+def test_callers_see_only_their_own_runs_and_need_the_right_scopes() -> None:
+    """With real tokens from the built-in issuer: others' runs are 404 (not 403), scopes are enforced."""
+    secrets = {"alice": "alice-secret", "bob": "bob-secret", "reader": "reader-secret"}
+    scopes = {"alice": ["tot:run", "tot:read"], "bob": ["tot:run", "tot:read"], "reader": ["tot:read"]}
+    clients = [
+        {"client_id": name, "secret_sha256": hashlib.sha256(secret.encode()).hexdigest(), "scopes": scopes[name]}
+        for name, secret in secrets.items()
+    ]
+    port = free_port()
+    config = TotSettings.from_env(
+        {},
+        auth_mode="jwt",
+        oauth_clients=json.dumps(clients),
+        port=port,
+        issuer_url=f"http://127.0.0.1:{port}",
+        metrics_port=0,
+        rate_limit_per_minute=0,
+        data_dir=tempfile.mkdtemp(),
+    )
+    with running_server(ObservedApp(build_app(config)), port=port) as base, httpx.Client(base_url=base) as http:
+
+        def as_(name: str) -> dict[str, str]:
+            issued = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(name, secrets[name]))
+            return {"Authorization": f"Bearer {issued.json()['access_token']}"}
+
+        alice, bob, reader = as_("alice"), as_("bob"), as_("reader")
+        run_id = http.post("/api/v1/runs", json={"task": "game24", "problem": "4 9 10 13"}, headers=alice).json()["id"]
+        assert http.get(f"/api/v1/runs/{run_id}", headers=alice).status_code == 200
+        for path in (f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/tree", f"/api/v1/runs/{run_id}/tree.svg"):
+            assert http.get(path, headers=bob).status_code == 404
+        assert http.post(f"/api/v1/runs/{run_id}/cancel", headers=bob).status_code == 404
+        assert http.get("/api/v1/runs", headers=bob).json()["items"] == []
+        refused = http.post("/api/v1/runs", json={"task": "game24", "problem": "4 9 10 13"}, headers=reader)
+        assert refused.status_code == 403 and "tot:run" in refused.text
+        assert http.get("/api/v1/runs", headers=reader).status_code == 200
+        assert http.get("/api/v1/runs").status_code == 401

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import tempfile
@@ -10,13 +11,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
+import httpx2
 import pytest
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from platform_common.http import ObservedApp
 from tree_of_thoughts.app import build_app
 from tree_of_thoughts.config import TotSettings
 
-from tests.servers import running_server
+from tests.servers import free_port, running_server
 from tests.tot.llm_double import ChatRequest, ScriptedLLM
 
 MODES = ["legacy", "2026-07-28"]
@@ -117,3 +121,46 @@ async def test_cancel_run_stops_a_long_run(slow_tot_url: str, mode: str) -> None
         assert not first.is_error and not again.is_error
         run = await _until_finished(client, started["id"], timeout=6)
         assert (run["status"], run["stop_reason"]) == ("cancelled", "cancelled")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_act_for_the_token_subject_and_check_scopes(mode: str) -> None:
+    secrets = {"alice": "alice-secret", "reader": "reader-secret"}
+    scopes = {"alice": ["tot:run", "tot:read"], "reader": ["tot:read"]}
+    clients = [
+        {"client_id": name, "secret_sha256": hashlib.sha256(secret.encode()).hexdigest(), "scopes": scopes[name]}
+        for name, secret in secrets.items()
+    ]
+    port = free_port()
+    config = TotSettings.from_env(
+        {},
+        auth_mode="jwt",
+        oauth_clients=json.dumps(clients),
+        port=port,
+        issuer_url=f"http://127.0.0.1:{port}",
+        metrics_port=0,
+        rate_limit_per_minute=0,
+        data_dir=tempfile.mkdtemp(),
+    )
+    with running_server(ObservedApp(build_app(config)), port=port) as base:
+        tokens = {}
+        async with httpx.AsyncClient(base_url=base) as http:
+            for name, secret in secrets.items():
+                issued = await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(name, secret))
+                tokens[name] = issued.json()["access_token"]
+
+        def connect(name: str) -> tuple[httpx2.AsyncClient, Client]:
+            http_client = httpx2.AsyncClient(headers={"Authorization": f"Bearer {tokens[name]}"})
+            return http_client, Client(streamable_http_client(f"{base}/mcp", http_client=http_client), mode=mode)
+
+        alice_http, alice = connect("alice")
+        async with alice_http, alice:
+            run = (await alice.call_tool("solve", {"task": "game24", "problem": "4 9 10 13"})).structured_content
+            assert run is not None and run["solved"]
+        reader_http, reader = connect("reader")
+        async with reader_http, reader:
+            refused = await reader.call_tool("start_run", {"task": "game24", "problem": "4 9 10 13"})
+            assert refused.is_error and "'tot:run' scope" in refused.content[0].text  # type: ignore[union-attr]
+            hidden = await reader.call_tool("get_run", {"run_id": run["id"]})
+            assert hidden.is_error and "No run" in hidden.content[0].text  # type: ignore[union-attr]
+            assert (await reader.call_tool("list_runs", {})).structured_content == {"items": [], "next_cursor": None}

@@ -228,8 +228,9 @@ class RunService:
             outcome.progress, outcome.progress_message = worker.progress, worker.message
             try:
                 await self._store.finish(run.id, outcome)
-            except DatabaseUnavailable:
-                logger.error("could not record the end of run %s: database unavailable", run.id)
+            except Exception:
+                # The run stays "running" until its heartbeat goes stale; then it reads as worker_lost.
+                logger.exception("could not record the end of run %s", run.id)
 
     async def _search(self, worker: _Worker) -> RunOutcome:
         run = worker.run
