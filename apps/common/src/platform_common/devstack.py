@@ -1,8 +1,9 @@
 """``make run``: the whole platform on one machine with its embedded defaults.
 
 One embedded PostgreSQL + pgvector under ``DATA_DIR`` shared by both apps, the registry on
-127.0.0.1:8000 and the ToT server on 127.0.0.1:8001 (metrics on 8080 and 8081). Ctrl-C or SIGTERM
-stops the apps, then the database: nothing is left running.
+127.0.0.1:8000 and the ToT server on 127.0.0.1:8001 (metrics on 8080 and 8081). ``AUTH_MODE=jwt``
+keeps authentication on, with the ToT server as the issuer. Ctrl-C or SIGTERM stops the apps, then
+the database: nothing is left running.
 """
 
 from __future__ import annotations
@@ -24,10 +25,17 @@ logger = logging.getLogger("devstack")
 REGISTRY_PORT, TOT_PORT = 8000, 8001
 
 
+TOT_URL = f"http://127.0.0.1:{TOT_PORT}"
+
+
 def _app_env(database_url: str, metrics_port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("AUTH_MODE", "none")
     env.setdefault("LOG_FORMAT", "text")
+    # With AUTH_MODE=jwt the ToT server issues tokens and the registry verifies them with its JWKS.
+    env.setdefault("ISSUER_URL", TOT_URL)
+    env.setdefault("AUTH_ISSUER", TOT_URL)
+    env.setdefault("AUTH_JWKS_URL", f"{TOT_URL}/.well-known/jwks.json")
     env.update({"DATABASE_URL": database_url, "METRICS_PORT": str(metrics_port), "HOST": "127.0.0.1"})
     return env
 
@@ -52,6 +60,13 @@ def main() -> None:
             children.append(subprocess.Popen(argv, env=env, text=True))  # noqa: S603
         if os.environ.get("AUTH_MODE", "none") == "none":
             logger.warning("AUTH_MODE=none: authentication is off (local runs only; AUTH_MODE=jwt turns it on)")
+        else:
+            print(  # noqa: T201
+                "  Authentication is on. A token for every scope:\n"
+                f"    DATA_DIR={data_dir} ISSUER_URL={TOT_URL} uv run tot token issue --sub dev "
+                '--scope "registry:read registry:write registry:call tot:run tot:read"\n',
+                flush=True,
+            )
         print(  # noqa: T201
             f"\n  Tool Registry      http://127.0.0.1:{REGISTRY_PORT}  (MCP: /mcp, API docs: /schema)\n"
             f"  Tree-of-Thoughts   http://127.0.0.1:{TOT_PORT}  (MCP: /mcp, API docs: /schema)\n"
