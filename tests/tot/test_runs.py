@@ -9,6 +9,7 @@ from xml.etree import ElementTree
 
 import asyncpg
 import pytest
+from prometheus_client import REGISTRY
 from platform_common.db import Database, migrate
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.engine import Node
@@ -191,3 +192,21 @@ def test_svg_of_a_huge_tree_shows_the_best_path_and_the_top_nodes_per_depth() ->
     assert any(g.get("data-node-id") == "1" for g in shown)  # the best path, though it scores lowest
     assert any(g.get("data-node-id") == "500" for g in shown)  # the top-scored node
     assert f"{len(nodes) - len(shown)} omitted" in svg
+
+
+async def test_finished_runs_are_counted_in_the_metrics() -> None:
+    labels = {"strategy": "bfs", "task": "game24"}
+
+    def count(outcome: str) -> float:
+        return REGISTRY.get_sample_value("tot_runs_total", {**labels, "outcome": outcome}) or 0.0
+
+    before_solved, before_unsolved = count("solved"), count("unsolved")
+    nodes_before = REGISTRY.get_sample_value("tot_nodes_expanded_total") or 0.0
+    service = service_for(MemoryRunStore())
+    async with service.running():
+        for problem in ("4 9 10 13", "1 1 1 1"):
+            run = await service.submit(RunRequest(task="game24", problem=problem), "alice")
+            await finished(service, run.id, "alice")
+        assert REGISTRY.get_sample_value("tot_runs_active") == 0
+    assert (count("solved"), count("unsolved")) == (before_solved + 1, before_unsolved + 1)
+    assert (REGISTRY.get_sample_value("tot_nodes_expanded_total") or 0.0) > nodes_before
