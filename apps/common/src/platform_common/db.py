@@ -44,7 +44,9 @@ class DatabaseUnavailable(ProblemError):
 
     def __init__(self) -> None:
         super().__init__(
-            503, "Database unavailable", detail="The database cannot be reached; retry shortly.",
+            503,
+            "Database unavailable",
+            detail="The database cannot be reached; retry shortly.",
             headers={"Retry-After": "5"},
         )
 
@@ -84,8 +86,12 @@ class Database:
             async with self._lock:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self.url, min_size=0, max_size=self.max_size, init=_init_connection,
-                        timeout=self.timeout, command_timeout=self.timeout * 6,
+                        self.url,
+                        min_size=0,
+                        max_size=self.max_size,
+                        init=_init_connection,
+                        timeout=self.timeout,
+                        command_timeout=self.timeout * 6,
                         max_inactive_connection_lifetime=60,
                     )
         return self._pool
@@ -155,4 +161,3 @@ async def migrate(url: str, package: str, *, table: str) -> list[str]:
     finally:
         await conn.close()
     return applied
-

@@ -57,17 +57,17 @@ def main() -> None:
             (["tot", "serve", "--port", str(TOT_PORT)], _app_env(pg.url, 8081)),
         ]
         for argv, env in commands:
-            children.append(subprocess.Popen(argv, env=env, text=True))  # noqa: S603
+            children.append(subprocess.Popen(argv, env=env, text=True))
         if os.environ.get("AUTH_MODE", "none") == "none":
             logger.warning("AUTH_MODE=none: authentication is off (local runs only; AUTH_MODE=jwt turns it on)")
         else:
-            print(  # noqa: T201
+            print(
                 "  Authentication is on. A token for every scope:\n"
                 f"    DATA_DIR={data_dir} ISSUER_URL={TOT_URL} uv run tot token issue --sub dev "
                 '--scope "registry:read registry:write registry:call tot:run tot:read"\n',
                 flush=True,
             )
-        print(  # noqa: T201
+        print(
             f"\n  Tool Registry      http://127.0.0.1:{REGISTRY_PORT}  (MCP: /mcp, API docs: /schema)\n"
             f"  Tree-of-Thoughts   http://127.0.0.1:{TOT_PORT}  (MCP: /mcp, API docs: /schema)\n"
             f"  Metrics            http://127.0.0.1:8080/metrics, http://127.0.0.1:8081/metrics\n"
@@ -87,8 +87,11 @@ def main() -> None:
                 except subprocess.TimeoutExpired:
                     child.kill()
     clean_exits = (0, -signal.SIGTERM, -signal.SIGINT)
-    failed = [name for name, child in zip(("tool-registry", "tot"), children, strict=True)
-              if child.returncode not in clean_exits]
+    failed = [
+        name
+        for name, child in zip(("tool-registry", "tot"), children, strict=True)
+        if child.returncode not in clean_exits
+    ]
     if failed:
         sys.exit(f"stopped because {', '.join(map(str, failed))} exited with an error")
 

@@ -70,8 +70,11 @@ class EmbeddedPostgres:
         command = list(args)
         if self._as_root:
             command = [
-                "setpriv", f"--reuid={_UNPRIVILEGED_USER}", f"--regid={_UNPRIVILEGED_GROUP}",
-                "--clear-groups", *command,
+                "setpriv",
+                f"--reuid={_UNPRIVILEGED_USER}",
+                f"--regid={_UNPRIVILEGED_GROUP}",
+                "--clear-groups",
+                *command,
             ]
         return subprocess.run(command, check=check, capture_output=True, text=True)
 
@@ -122,8 +125,18 @@ class EmbeddedPostgres:
             if self._as_root:
                 shutil.chown(pwfile, _UNPRIVILEGED_USER, _UNPRIVILEGED_GROUP)
             self._run(
-                self._bin("initdb"), "-D", str(self.pgdata), "-U", _DB_USER, "--pwfile", str(pwfile),
-                "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8",
+                self._bin("initdb"),
+                "-D",
+                str(self.pgdata),
+                "-U",
+                _DB_USER,
+                "--pwfile",
+                str(pwfile),
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -139,13 +152,32 @@ class EmbeddedPostgres:
         options = f"-h 127.0.0.1 -p {self.port} -k {self._socket_dir} -c max_connections=200"
         log_file = self.pgdata / "server.log"
         result = self._run(
-            self._bin("pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.pgdata), "-l", str(log_file),
-            "-o", options, check=False,
+            self._bin("pg_ctl"),
+            "start",
+            "-w",
+            "-t",
+            "60",
+            "-D",
+            str(self.pgdata),
+            "-l",
+            str(log_file),
+            "-o",
+            options,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"embedded PostgreSQL failed to start: {result.stdout}{result.stderr}")
-        self._run(self._bin("createdb"), "-h", str(self._socket_dir), "-p", str(self.port),
-                  "-U", _DB_USER, _DB_NAME, check=False)
+        self._run(
+            self._bin("createdb"),
+            "-h",
+            str(self._socket_dir),
+            "-p",
+            str(self.port),
+            "-U",
+            _DB_USER,
+            _DB_NAME,
+            check=False,
+        )
         logger.info("embedded PostgreSQL listening on 127.0.0.1:%d (data in %s)", self.port, self.pgdata)
 
     def stop(self) -> None:

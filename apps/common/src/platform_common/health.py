@@ -34,8 +34,10 @@ def health_controller(checks: Mapping[str, ReadinessCheck], timeout: float = 3.0
             return Health(status="ok")
 
         @get(
-            "/ready", summary="Readiness: 200 when every dependency answers, else 503 with a reason",
-            cache=False, responses={503: ResponseSpec(data_container=Readiness, description="A dependency is down")},
+            "/ready",
+            summary="Readiness: 200 when every dependency answers, else 503 with a reason",
+            cache=False,
+            responses={503: ResponseSpec(data_container=Readiness, description="A dependency is down")},
         )
         async def ready(self) -> Response[Readiness]:
             names = list(checks)
@@ -55,4 +57,3 @@ def health_controller(checks: Mapping[str, ReadinessCheck], timeout: float = 3.0
             return Response(Readiness(status="ready", checks=report), status_code=HTTP_200_OK)
 
     return HealthController
-

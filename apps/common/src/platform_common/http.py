@@ -10,9 +10,9 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.enums import ScopeType
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from platform_common import metrics
@@ -76,9 +76,11 @@ class ObservedApp:
             metrics.HTTP_DURATION.labels(method, path).observe(elapsed)
             if path not in _QUIET_PATHS:
                 logger.info(
-                    "%s %s %d", method, path, status,
-                    extra={"method": method, "path": path, "status": status,
-                           "duration_ms": round(elapsed * 1000, 2)},
+                    "%s %s %d",
+                    method,
+                    path,
+                    status,
+                    extra={"method": method, "path": path, "status": status, "duration_ms": round(elapsed * 1000, 2)},
                 )
             request_id_var.reset(token)
 
@@ -98,7 +100,10 @@ _QUIET_PATHS = frozenset({"/health", "/ready"})
 def openapi_config(title: str, version: str, description: str) -> OpenAPIConfig:
     """OpenAPI at ``/schema`` (rendered) and ``/schema/openapi.json``."""
     return OpenAPIConfig(
-        title=title, version=version, description=description, path="/schema",
+        title=title,
+        version=version,
+        description=description,
+        path="/schema",
         render_plugins=[ScalarRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
     )
 
@@ -109,9 +114,16 @@ def cors_config(origins: Sequence[str]) -> CORSConfig | None:
         return None
     wildcard = "*" in origins
     return CORSConfig(
-        allow_origins=list(origins), allow_credentials=not wildcard,
-        allow_headers=["Authorization", "Content-Type", "Mcp-Session-Id", "Mcp-Protocol-Version",
-                       "Last-Event-ID", "X-Request-ID"],
+        allow_origins=list(origins),
+        allow_credentials=not wildcard,
+        allow_headers=[
+            "Authorization",
+            "Content-Type",
+            "Mcp-Session-Id",
+            "Mcp-Protocol-Version",
+            "Last-Event-ID",
+            "X-Request-ID",
+        ],
         expose_headers=["Mcp-Session-Id", "X-Request-ID", "WWW-Authenticate", "Retry-After"],
     )
 

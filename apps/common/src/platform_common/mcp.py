@@ -236,9 +236,7 @@ class McpApp:
             yield
         self._manager = None
 
-    def route(
-        self, authenticate: Callable[[Scope], Awaitable[Any]] | None = None
-    ) -> ASGIRouteHandler:
+    def route(self, authenticate: Callable[[Scope], Awaitable[Any]] | None = None) -> ASGIRouteHandler:
         """The ``/mcp`` route. ``authenticate`` returns the principal or raises an HTTP error."""
 
         @asgi("/mcp", is_mount=True, copy_scope=True, include_in_schema=False)

@@ -34,8 +34,13 @@ class ProblemError(HTTPException):
     """Raise to answer with a specific problem: ``ProblemError(409, "Tool exists", detail=...)``."""
 
     def __init__(
-        self, status_code: int, title: str, *, detail: str | None = None,
-        headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None,
+        self,
+        status_code: int,
+        title: str,
+        *,
+        detail: str | None = None,
+        headers: dict[str, str] | None = None,
+        errors: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(status_code=status_code, detail=title, headers=headers)
         self.title = title
@@ -44,12 +49,21 @@ class ProblemError(HTTPException):
 
 
 def problem_response(
-    request: Request[Any, Any, Any], status: int, title: str, *, detail: str | None = None,
-    headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None,
+    request: Request[Any, Any, Any],
+    status: int,
+    title: str,
+    *,
+    detail: str | None = None,
+    headers: dict[str, str] | None = None,
+    errors: list[dict[str, Any]] | None = None,
 ) -> Response[Problem]:
     body = Problem(
-        status=status, title=title, detail=detail, instance=request.url.path,
-        request_id=request_id_var.get(), errors=errors,
+        status=status,
+        title=title,
+        detail=detail,
+        instance=request.url.path,
+        request_id=request_id_var.get(),
+        errors=errors,
     )
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
@@ -57,7 +71,11 @@ def problem_response(
 def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
     if isinstance(exc, ProblemError):
         return problem_response(
-            request, exc.status_code, exc.title, detail=exc.problem_detail, headers=exc.headers,
+            request,
+            exc.status_code,
+            exc.title,
+            detail=exc.problem_detail,
+            headers=exc.headers,
             errors=exc.errors,
         )
     errors = None
@@ -70,7 +88,9 @@ def _http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Resp
 def _unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[Problem]:
     logger.error("unhandled error on %s %s", request.method, request.scope.get("path_template"), exc_info=exc)
     return problem_response(
-        request, HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error",
+        request,
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "Internal Server Error",
         detail="The server failed to handle the request; quote the request id when reporting it.",
     )
 

@@ -55,9 +55,17 @@ def serve(settings: BaseSettings, factory: str) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         uvicorn.run(
-            factory, factory=True, host=settings.host, port=settings.port, workers=settings.workers,
-            log_config=None, proxy_headers=True, forwarded_allow_ips="127.0.0.1",
-            timeout_graceful_shutdown=20, server_header=False, h11_max_incomplete_event_size=16 * 1024,
+            factory,
+            factory=True,
+            host=settings.host,
+            port=settings.port,
+            workers=settings.workers,
+            log_config=None,
+            proxy_headers=True,
+            forwarded_allow_ips="127.0.0.1",
+            timeout_graceful_shutdown=20,
+            server_header=False,
+            h11_max_incomplete_event_size=16 * 1024,
         )
     finally:
         shutil.rmtree(metrics_dir, ignore_errors=True)

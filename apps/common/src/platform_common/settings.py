@@ -26,25 +26,21 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     host: Annotated[str, msgspec.Meta(description="Interface the API listens on.")] = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535, description="API port.")] = 8000
-    metrics_port: Annotated[
-        int, msgspec.Meta(ge=0, le=65535, description="Prometheus metrics port (0 disables).")
-    ] = 8080
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535, description="Prometheus metrics port (0 disables).")] = (
+        8080
+    )
     workers: Annotated[int, msgspec.Meta(ge=1, le=64, description="Worker processes.")] = 1
-    log_level: Annotated[
-        Literal["DEBUG", "INFO", "WARNING", "ERROR"], msgspec.Meta(description="Log level.")
-    ] = "INFO"
-    log_format: Annotated[
-        Literal["json", "text"], msgspec.Meta(description="json for machines, text for people.")
-    ] = "json"
-    data_dir: Annotated[
-        str, msgspec.Meta(description="Directory for local state (embedded database, key files).")
-    ] = "./.data"
+    log_level: Annotated[Literal["DEBUG", "INFO", "WARNING", "ERROR"], msgspec.Meta(description="Log level.")] = "INFO"
+    log_format: Annotated[Literal["json", "text"], msgspec.Meta(description="json for machines, text for people.")] = (
+        "json"
+    )
+    data_dir: Annotated[str, msgspec.Meta(description="Directory for local state (embedded database, key files).")] = (
+        "./.data"
+    )
     database_url: Annotated[
         str, msgspec.Meta(description="PostgreSQL URL (secret). Empty: see each app's default.")
     ] = ""
-    database_pool_max: Annotated[
-        int, msgspec.Meta(ge=1, le=200, description="Connections per worker process.")
-    ] = 10
+    database_pool_max: Annotated[int, msgspec.Meta(ge=1, le=200, description="Connections per worker process.")] = 10
     database_timeout_seconds: Annotated[
         float, msgspec.Meta(gt=0, le=120, description="Timeout for acquiring a connection and for one query.")
     ] = 5.0
@@ -61,9 +57,7 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
     rate_limit_per_minute: Annotated[
         int, msgspec.Meta(ge=0, description="Requests per minute per principal and per IP (0: off).")
     ] = 100
-    max_request_bytes: Annotated[
-        int, msgspec.Meta(ge=1024, description="Largest request body accepted.")
-    ] = 1_048_576
+    max_request_bytes: Annotated[int, msgspec.Meta(ge=1024, description="Largest request body accepted.")] = 1_048_576
     mcp_allowed_hosts: Annotated[
         list[str],
         msgspec.Meta(description="Comma-separated Host header values /mcp accepts (DNS-rebinding guard)."),
@@ -94,7 +88,10 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
             description = meta.description if meta and meta.description else ""
             flag = "--" + name.replace("_", "-")
             parser.add_argument(
-                flag, dest=name, default=None, metavar=name.upper(),
+                flag,
+                dest=name,
+                default=None,
+                metavar=name.upper(),
                 help=f"{description} [env {name.upper()}]",
             )
 
@@ -125,4 +122,3 @@ def _env_message(message: str) -> str:
         field = path.rstrip("`").split("[")[0]
         return f"{field.upper()}: {text}"
     return message
-
