@@ -27,6 +27,9 @@ $(UV):
 $(TOOLS)/bin/helm: scripts/install_helm.py | $(UV)
 	@$(TOOLS)/bin/python scripts/install_helm.py
 
+$(TOOLS)/checkov/bin/checkov: scripts/install_checkov.py | $(UV)
+	@$(TOOLS)/bin/python scripts/install_checkov.py
+
 run: .venv/.synced  ## Run the registry (127.0.0.1:8000) and the ToT server (127.0.0.1:8001) with an embedded database
 	@$(UV) run --locked --no-sync python -m platform_common.devstack
 
@@ -38,7 +41,7 @@ lint: .venv/.synced  ## ruff and hadolint
 typecheck: .venv/.synced  ## mypy, strict on apps/
 	@$(UV) run --no-sync mypy
 
-test: lint typecheck $(TOOLS)/bin/helm  ## Everything CI runs: lint, types, unit/integration/MCP tests, chart checks
+test: lint typecheck $(TOOLS)/bin/helm $(TOOLS)/checkov/bin/checkov  ## Everything CI runs: lint, types, unit/integration/MCP tests, chart checks
 	@PATH="$(TOOLS)/bin:$$PATH" $(UV) run --no-sync pytest
 
 bench: .venv/.synced  ## Run the benchmarks in bench/ and record their numbers under docs/
