@@ -18,12 +18,12 @@ from xml.etree import ElementTree
 import asyncpg
 import httpx
 import pytest
-from platform_common.http import ObservedApp
-from tree_of_thoughts.app import build_app
-from tree_of_thoughts.config import TotSettings
 
+from platform_common.http import ObservedApp
 from tests.servers import free_port, running_server
 from tests.tot.llm_double import ChatRequest, ScriptedLLM
+from tree_of_thoughts.app import build_app
+from tree_of_thoughts.config import TotSettings
 
 FINISHED = ("succeeded", "failed", "cancelled")
 _OPS: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {

@@ -16,12 +16,12 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from platform_common.http import ObservedApp
-from tree_of_thoughts.app import build_app
-from tree_of_thoughts.config import TotSettings
 
+from platform_common.http import ObservedApp
 from tests.servers import free_port, running_server
 from tests.tot.llm_double import ChatRequest, ScriptedLLM
+from tree_of_thoughts.app import build_app
+from tree_of_thoughts.config import TotSettings
 
 MODES = ["legacy", "2026-07-28"]
 

@@ -10,6 +10,7 @@ from xml.etree import ElementTree
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
+
 from platform_common.db import Database, migrate
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.engine import Node

@@ -13,9 +13,9 @@ import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter
+
 from platform_common.auth import principal_of, require_scopes
 from platform_common.problems import PROBLEM_JSON, Problem
-
 from tree_of_thoughts.runs import RunPage, RunRequest, RunService, RunTree, RunView
 from tree_of_thoughts.runs.models import RunStatus
 from tree_of_thoughts.runs.render import render_svg

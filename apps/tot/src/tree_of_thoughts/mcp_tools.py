@@ -13,10 +13,10 @@ from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
+
 from platform_common.auth import ANONYMOUS, Principal
 from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError
 from platform_common.problems import ProblemError
-
 from tree_of_thoughts import __version__
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.runs import RunPage, RunRequest, RunService, RunTree, RunView

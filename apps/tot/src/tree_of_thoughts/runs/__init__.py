@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from platform_common.db import Database
-
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.llm import LLMClient
 from tree_of_thoughts.runs.models import Run, RunPage, RunRequest, RunTree, RunView

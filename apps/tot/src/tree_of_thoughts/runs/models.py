@@ -11,8 +11,8 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
-from platform_common.problems import ProblemError
 
+from platform_common.problems import ProblemError
 from tree_of_thoughts.engine import EvaluatorName, Node, SearchParams, SearchStats, Strategy
 from tree_of_thoughts.tasks import GeneratorName
 

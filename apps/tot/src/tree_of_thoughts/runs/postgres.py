@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from platform_common.db import Database, advisory_key
 
+from platform_common.db import Database, advisory_key
 from tree_of_thoughts.engine import Node, SearchStats
 from tree_of_thoughts.runs.models import Run, RunOutcome, RunParams, RunStatus
 from tree_of_thoughts.runs.store import Cursor

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from platform_common.db import DatabaseUnavailable
-
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.engine import SearchResult, run_search
 from tree_of_thoughts.llm import LLMClient, LLMError
