@@ -44,9 +44,9 @@ class Calibration:
 # see docs/search.md for the numbers on the other half. Other models have other cosine scales:
 # refit before relying on min_score with them.
 CALIBRATION: dict[Mode, Calibration] = {
-    "hybrid": Calibration(vector=16.0, text=6.0, bias=-10.0),
-    "vector": Calibration(vector=16.0, text=0.0, bias=-9.5),
-    "text": Calibration(vector=0.0, text=10.0, bias=-4.0),
+    "hybrid": Calibration(vector=15.12, text=2.27, bias=-9.29),
+    "vector": Calibration(vector=17.30, text=0.00, bias=-9.51),
+    "text": Calibration(vector=0.00, text=8.52, bias=-6.75),
 }
 # ts_rank_cd normalisation 32: rank / (rank + 1), a fixed map into [0, 1).
 TEXT_RANK = "ts_rank_cd(t.search_text, q.tsq, 32)"
