@@ -121,6 +121,7 @@ class McpApp:
     max_request_bytes: int = 1_048_576
     tool_descriptions: Callable[[], Awaitable[dict[str, str]]] | None = None
     _manager: StreamableHTTPSessionManager | None = field(default=None, init=False)
+    _streaming_manager: StreamableHTTPSessionManager | None = field(default=None, init=False)
 
     def _server(self) -> Server[Any]:
         tools = {tool.name: tool for tool in self.tools}
@@ -219,38 +220,97 @@ class McpApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, _: Any = None) -> AsyncIterator[None]:
-        """Run the SDK's session manager for the life of the app (Litestar lifespan hook)."""
+        """Run the SDK's session managers for the life of the app (Litestar lifespan hook).
+
+        Two stateless managers share one server: JSON responses for ordinary requests, and an
+        SSE response for a tool call that carries a progress token, since a JSON response has
+        no room for the ``notifications/progress`` sent before the result.
+        """
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=bool(self.allowed_hosts),
             allowed_hosts=list(self.allowed_hosts),
             allowed_origins=[],
         )
-        self._manager = StreamableHTTPSessionManager(
-            app=self._server(),
-            stateless=True,
-            json_response=True,
-            security_settings=security,
-            max_request_body_size=self.max_request_bytes,
-        )
-        async with self._manager.run():
+        server = self._server()
+        managers = [
+            StreamableHTTPSessionManager(
+                app=server,
+                stateless=True,
+                json_response=json_response,
+                security_settings=security,
+                max_request_body_size=self.max_request_bytes,
+            )
+            for json_response in (True, False)
+        ]
+        async with managers[0].run(), managers[1].run():
+            self._manager, self._streaming_manager = managers
             yield
-        self._manager = None
+        self._manager = self._streaming_manager = None
 
     def route(self, authenticate: Callable[[Scope], Awaitable[Any]] | None = None) -> ASGIRouteHandler:
         """The ``/mcp`` route. ``authenticate`` returns the principal or raises an HTTP error."""
 
         @asgi("/mcp", is_mount=True, copy_scope=True, include_in_schema=False)
         async def mcp_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-            if self._manager is None:
+            if self._manager is None or self._streaming_manager is None:
                 raise RuntimeError("the MCP session manager is not running (lifespan not entered)")
             principal = await authenticate(scope) if authenticate else None
+            manager = self._manager
+            if scope.get("method") == "POST":
+                body, receive = await _buffer_body(receive, self.max_request_bytes)
+                if _wants_progress(body):
+                    manager = self._streaming_manager
             token = principal_var.set(principal)
             try:
-                await self._manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
+                await manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
             finally:
                 principal_var.reset(token)
 
         return mcp_endpoint
+
+
+async def _buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:
+    """Read the request body (at most ``limit`` + 1 bytes) and return a ``receive`` that replays it.
+
+    A body over the limit is replayed as read, so the SDK's own size check answers it.
+    """
+    chunks: list[bytes] = []
+    size = 0
+    more = True
+    while more and size <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"", _replay([message], receive)
+        chunk = message.get("body", b"")
+        chunks.append(chunk)
+        size += len(chunk)
+        more = message.get("more_body", False)
+    body = b"".join(chunks)
+    return body, _replay([{"type": "http.request", "body": body, "more_body": more}], receive)
+
+
+def _replay(messages: list[Any], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Any:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+def _wants_progress(body: bytes) -> bool:
+    """True for a ``tools/call`` whose ``_meta`` carries a progress token."""
+    if b"progressToken" not in body:
+        return False
+    try:
+        message = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return False
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and meta.get("progressToken") is not None
 
 
 def _error_result(message: str) -> types.CallToolResult:
