@@ -73,10 +73,19 @@ async def test_solve_returns_the_answer_and_the_tree_resource_holds_the_tree(tot
         assert cancel is not None and cancel.idempotent_hint and not cancel.destructive_hint
         assert tools["get_run"].output_schema is not None
 
-        result = await client.call_tool("solve", {"task": "game24", "problem": "4 9 10 13"})
+        progress: list[float] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
+
+        result = await client.call_tool(
+            "solve", {"task": "game24", "problem": "4 9 10 13"}, progress_callback=on_progress
+        )
         run = result.structured_content
         assert not result.is_error and run is not None
         assert run["solved"] and run["answer"].endswith("= 24")
+        # notifications/progress arrive while the search runs, ending at 1.0.
+        assert progress and progress[-1] == 1.0 and progress == sorted(progress)
 
         templates = (await client.list_resource_templates()).resource_templates
         assert [t.uri_template for t in templates] == ["tot://runs/{id}/tree"]
