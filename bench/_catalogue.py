@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+
 from platform_common.db import migrate
 from platform_common.embedded_postgres import EmbeddedPostgres
-
 from tool_registry.app import MIGRATIONS, MIGRATIONS_TABLE
 from tool_registry.config import RegistrySettings
 from tool_registry.registry import Registry

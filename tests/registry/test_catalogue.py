@@ -55,7 +55,9 @@ async def test_create_read_replace_patch_delete_with_history(registry_url: str) 
 
 
 async def test_listing_filters_and_cursor_pagination(registry_url: str) -> None:
-    items = [tool(f"t{i:02d}", category="even" if i % 2 == 0 else "odd", tags=["x"] if i < 5 else []) for i in range(25)]
+    items = [
+        tool(f"t{i:02d}", category="even" if i % 2 == 0 else "odd", tags=["x"] if i < 5 else []) for i in range(25)
+    ]
     async with httpx.AsyncClient(base_url=registry_url) as http:
         assert (await http.post("/api/v1/tools/import", json=items)).status_code == 200
         await http.delete("/api/v1/tools/t00")

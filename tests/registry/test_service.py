@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 from mcp import Client
 from prometheus_client import REGISTRY
 
-from platform_common.http import ObservedApp
-from tests.servers import running_server
 from tool_registry.app import build_app
 from tool_registry.config import RegistrySettings
 

@@ -12,9 +12,9 @@ from litestar import Controller, Request, delete, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
 from platform_common.auth import principal_of, require_scopes
 from platform_common.problems import Problem
-
 from tool_registry import catalogue
 from tool_registry.models import (
     Categories,

@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar
 from litestar.di import Provide
+
 from platform_common.auth import REGISTRY_SCOPES, build_auth
 from platform_common.db import migrate
 from platform_common.health import health_controller
 from platform_common.http import ObservedApp, cors_config, create_app, openapi_config
 from platform_common.logs import configure_logging
-
 from tool_registry import __version__
 from tool_registry.api import CONTROLLERS
 from tool_registry.config import RegistrySettings

@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 import jsonschema
 import msgspec
-from platform_common.problems import ProblemError
 
+from platform_common.problems import ProblemError
 from tool_registry.embeddings import content_hash
 from tool_registry.models import (
     MAX_SCHEMA_BYTES,

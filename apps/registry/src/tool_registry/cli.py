@@ -13,7 +13,6 @@ from platform_common.embedded_postgres import embedded_postgres_server
 from platform_common.logs import configure_logging
 from platform_common.runner import serve
 from platform_common.settings import SettingsError
-
 from tool_registry.config import RegistrySettings
 
 logger = logging.getLogger("tool_registry")
@@ -48,7 +47,6 @@ def _serve(settings: RegistrySettings) -> None:
 
 def _migrate(settings: RegistrySettings) -> None:
     from platform_common.db import migrate
-
     from tool_registry.app import MIGRATIONS, MIGRATIONS_TABLE
 
     if not settings.database_url:

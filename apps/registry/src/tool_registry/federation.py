@@ -29,9 +29,9 @@ import jsonschema
 import msgspec
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
+
 from platform_common.db import Database, DatabaseUnavailable, advisory_key
 from platform_common.problems import ProblemError
-
 from tool_registry import catalogue, observability
 from tool_registry.indexer import Indexer
 from tool_registry.models import Server, ServerIn, SyncResult, ToolAnnotations, ToolIn

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import asyncpg
 import numpy as np
-from platform_common.db import Database, DatabaseUnavailable, advisory_key
 
+from platform_common.db import Database, DatabaseUnavailable, advisory_key
 from tool_registry import catalogue, observability
 from tool_registry.embeddings import Embedder, EmbeddingError, Vectors
 
@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 BATCH_TOOLS = 64
 # How long a replica trusts its idea of which model is searchable.
 MODEL_CACHE_SECONDS = 5.0
+# After a failed pass (provider or database down), try again this soon.
+RETRY_SECONDS = 2.0
 
 _PENDING = """
     SELECT t.id, t.name, t.title, t.description, t.examples, t.content_hash
@@ -192,6 +194,7 @@ class Indexer:
         """The background loop: catch up, refresh the gauges, sleep until woken or the interval passes."""
         while True:
             self._wake.clear()
+            delay = self.interval
             try:
                 embedded = await self.catch_up()
                 if embedded:
@@ -199,7 +202,8 @@ class Indexer:
                 await self.refresh_gauges()
             except (EmbeddingError, DatabaseUnavailable) as exc:
                 logger.warning("indexer pass failed: %s", exc)
+                delay = min(self.interval, RETRY_SECONDS)  # the circuit breaker keeps retries cheap
             except Exception:
                 logger.exception("indexer pass failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.interval)
+                await asyncio.wait_for(self._wake.wait(), delay)

@@ -12,10 +12,10 @@ from collections.abc import Awaitable
 from typing import Annotated, Any, TypeVar
 
 import msgspec
+
 from platform_common.auth import ANONYMOUS, Principal
 from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError
 from platform_common.problems import ProblemError
-
 from tool_registry import __version__, catalogue
 from tool_registry.federation import CallResult, UpstreamError
 from tool_registry.models import (

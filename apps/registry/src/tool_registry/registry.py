@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from platform_common.db import Database
-
 from tool_registry import catalogue, observability, search
 from tool_registry.config import RegistrySettings
 from tool_registry.embeddings import Embedder, EmbeddingError, QueryCache, build_embedder

@@ -110,13 +110,14 @@ def candidates_sql(mode: Mode, model: str | None, dimension: int) -> str:
                      WHERE e.tool_id = t.id AND e.model = {lit})"""  # noqa: S608
     if mode != "vector":
         parts.append(f"""
-            SELECT t.id FROM tools t, q
+            SELECT t.id AS tool_id FROM tools t, q
             WHERE t.search_text @@ q.tsq AND {_FILTERS}
             ORDER BY {TEXT_RANK} DESC
             LIMIT $5""")  # noqa: S608
     union = " UNION ".join(f"({part})" for part in parts)
     return f"""
-        WITH q AS (SELECT websearch_to_tsquery('english', $2) AS tsq),
+        -- ($1 is named in every mode so its type is known even when only full text runs.)
+        WITH q AS (SELECT websearch_to_tsquery('english', $2) AS tsq, $1::vector AS v),
         candidates AS MATERIALIZED ({union})
         SELECT {TOOL_COLUMNS}, {cosine} AS cosine, {TEXT_RANK} AS text_rank
         FROM candidates c JOIN tools t ON t.id = c.tool_id, q
