@@ -6,7 +6,7 @@ result = await run_search(get_task("game24"), "4 9 10 13", SearchParams(), llm=N
 from tree_of_thoughts.engine.errors import LLMRequiredError
 from tree_of_thoughts.engine.params import EvaluatorName, SearchParams, Strategy
 from tree_of_thoughts.engine.result import Node, SearchResult, SearchStats, StopReason
-from tree_of_thoughts.engine.search import run_search
+from tree_of_thoughts.engine.search import check_run, run_search
 
 __all__ = [
     "EvaluatorName",
@@ -17,5 +17,6 @@ __all__ = [
     "SearchStats",
     "StopReason",
     "Strategy",
+    "check_run",
     "run_search",
 ]

@@ -39,8 +39,7 @@ async def run_search(
     with stop_reason "cancelled" and the partial tree. With evaluator "hybrid" and no
     LLM, scores come from the task heuristic alone.
     """
-    initial = task.parse_problem(problem)
-    _require_llm_if_needed(task, initial, params, llm)
+    initial = check_run(task, problem, params, llm_available=llm is not None)
     wants_answer_call = llm is not None and task.answer_prompt(problem, initial) is not None
     run: SearchRun[Any] = SearchRun(
         task,
@@ -65,16 +64,23 @@ async def run_search(
     return _result(run, answer)
 
 
-def _require_llm_if_needed(task: Task[S], initial: S, params: SearchParams, llm: LLMClient | None) -> None:
+def check_run(task: Task[S], problem: str, params: SearchParams, *, llm_available: bool) -> S:
+    """Refuse a run that cannot work, before any search: returns the parsed initial state.
+
+    Raises ValueError for a bad problem or a task/evaluator mismatch, and LLMRequiredError when
+    the run needs an LLM and none is available. Callers use it to reject requests up front.
+    """
+    initial = task.parse_problem(problem)
     if task.heuristic(initial) is None and params.evaluator == "heuristic":
         raise ValueError(f"task {task.name!r} has no heuristic; use evaluator 'value', 'vote' or 'hybrid'")
-    if llm is not None:
-        return
+    if llm_available:
+        return initial
     hint = "configure an LLM (LLM_BASE_URL, LLM_MODEL)"
     if task.requires_llm or task.rule_proposals(initial) is None:
         raise LLMRequiredError(f"task {task.name!r} needs an LLM: {hint}")
     if params.evaluator in ("value", "vote"):
         raise LLMRequiredError(f"evaluator {params.evaluator!r} needs an LLM: {hint}, or use 'heuristic' or 'hybrid'")
+    return initial
 
 
 def _loop_time(deadline: float) -> float:

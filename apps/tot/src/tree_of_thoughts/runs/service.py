@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from platform_common.db import DatabaseUnavailable
 from tree_of_thoughts.config import TotSettings
-from tree_of_thoughts.engine import SearchResult, run_search
+from tree_of_thoughts.engine import SearchResult, check_run, run_search
 from tree_of_thoughts.llm import LLMClient, LLMError
 from tree_of_thoughts.observability import RUNS_ACTIVE, record_run
 from tree_of_thoughts.runs.models import (
@@ -142,30 +142,25 @@ class RunService:
         for name, value, cap in caps:
             if value is not None and value > cap:
                 raise RunRejected(f"{name} {value:g} is over this server's limit of {cap:g}")
-        evaluator = request.evaluator or s.evaluation_strategy
-        if self._llm is None and task.requires_llm:
-            raise RunRejected(f"task {task.name!r} needs an LLM; set LLM_BASE_URL")
-        if self._llm is None and evaluator in ("value", "vote"):
-            raise RunRejected(f"evaluator {evaluator!r} needs an LLM; set LLM_BASE_URL, or use 'heuristic' or 'hybrid'")
-        try:
-            initial = task.parse_problem(request.problem)
-        except ValueError as exc:
-            raise RunRejected(str(exc)) from None
-        if evaluator == "heuristic" and task.heuristic(initial) is None:
-            raise RunRejected(f"task {task.name!r} has no heuristic; use evaluator 'value', 'vote' or 'hybrid'")
-        return RunParams(
+        params = RunParams(
             task=task.name,
             problem=request.problem,
             strategy=request.strategy,
             breadth=request.breadth,
             max_depth=request.max_depth or s.max_thoughts_depth,
-            evaluator=evaluator,
+            evaluator=request.evaluator or s.evaluation_strategy,
             generator=request.generator,
             max_nodes=request.max_nodes or s.max_run_nodes,
             max_llm_calls=request.max_llm_calls or s.max_run_llm_calls,
             max_tokens=request.max_tokens or s.max_run_tokens,
             timeout_seconds=request.timeout_seconds or s.max_run_seconds,
         )
+        try:
+            # The engine's own checks: the problem parses, and the run has the LLM it needs.
+            check_run(task, request.problem, params.search_params(), llm_available=self._llm is not None)
+        except ValueError as exc:
+            raise RunRejected(str(exc)) from None
+        return params
 
     async def get(self, run_id: str, owner: str, *, with_tree: bool = False) -> Run:
         run = await self._store.get(run_id, owner, with_tree=with_tree) if _is_uuid(run_id) else None
