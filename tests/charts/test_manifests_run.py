@@ -49,7 +49,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -210,7 +209,7 @@ class Cluster:
     def target(self, service: Obj, port: Obj) -> tuple[Obj, int]:
         """(workload, containerPort) that a Service port's targetPort resolves to."""
         workload = self.backend(service)
-        target = port.get("targetPort", port["port"])
+        target: int | str = port["targetPort"] if "targetPort" in port else port["port"]
         declared = {p["name"]: p["containerPort"] for c in pod_spec(workload)["containers"] for p in c.get("ports", [])}
         if isinstance(target, str):
             assert target in declared, (
@@ -319,7 +318,8 @@ def runtime_venv() -> Iterator[Path]:
     uv = REPO / ".tools" / "bin" / "uv"
     uv_bin = str(uv) if uv.exists() else shutil.which("uv")
     if uv_bin is None:
-        pytest.skip(print("uv not found (.tools/bin/uv or PATH)") or "uv not found")
+        print("uv not found (.tools/bin/uv or on PATH): run `make test` or install uv")
+        pytest.skip("uv not found (.tools/bin/uv or on PATH)")
     candidates = [Path("/usr/bin/python3.11"), *(Path(p) for p in sorted(Path("/usr/bin").glob("python3.1[1-9]")))]
     candidates += [Path(p) for p in (shutil.which(f"python3.{m}") for m in range(11, 20)) if p]
     python = next((p for p in candidates if p.exists() and world_executable(p)), None)
@@ -897,7 +897,7 @@ def test_processes_stay_up_and_write_nothing_outside_tmp(platform: Platform) -> 
     written = written_by_user_since(
         [REPO, platform.venv.parent, Path("/var/tmp")],  # (/dev/shm is a writable tmpfs in every container)
         platform.started_at,
-        exclude=[platform.workdir, REPO / ".git"],
+        exclude=[platform.workdir, REPO / ".git", REPO / ".venv", REPO / ".tools"],
     )
     assert not written, f"written outside the pods' /tmp: {written[:20]}"
 
@@ -910,7 +910,3 @@ def test_sigterm_stops_every_pod_within_its_grace_period(platform: Platform) -> 
         assert code is not None, f"{name} ignored SIGTERM for its whole grace period\n{pod.output()}"
         assert code == 0, f"{name} exited {code} on SIGTERM\n{pod.output()}"
         print(f"{name}: stopped in {took:.1f}s")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(pytest.main([__file__, "-q"]))
