@@ -14,14 +14,8 @@ from tool_registry.config import RegistrySettings
 
 
 def settings_for(database_url: str, **overrides: Any) -> RegistrySettings:
-    return RegistrySettings.from_env(
-        {},
-        database_url=database_url,
-        auth_mode="none",
-        metrics_port=0,
-        upstream_allowed_hosts=["127.0.0.1"],
-        **overrides,
-    )
+    values: dict[str, Any] = {"auth_mode": "none", "metrics_port": 0, "upstream_allowed_hosts": ["127.0.0.1"]}
+    return RegistrySettings.from_env({}, database_url=database_url, **{**values, **overrides})
 
 
 @pytest.fixture
