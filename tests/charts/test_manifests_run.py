@@ -689,6 +689,7 @@ def platform(render_values: Callable[[str], Rendered], runtime_venv: Path) -> It
     launcher = Launcher(cluster, runtime_venv, workdir)
     log: list[tuple[str, str, str]] = []
     with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)  # runs last, also after a failed start
         database.start()
         stack.callback(database.stop)
         api: SecretsApi | None = None
@@ -721,7 +722,6 @@ def platform(render_values: Callable[[str], Rendered], runtime_venv: Path) -> It
             stack.callback(stop_pod, state, pod)
             pod.probe_times["startupProbe"] = wait_for_probe(pod, "startupProbe", pod.started)
         yield state
-    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def run_job(launcher: Launcher, job: Obj) -> subprocess.CompletedProcess[str]:
