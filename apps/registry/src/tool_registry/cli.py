@@ -1,4 +1,8 @@
-"""``tool-registry``: serve the registry, or apply its database migrations."""
+"""``tool-registry``: serve the registry, apply migrations, import, search and re-embed the catalogue.
+
+``import``, ``search`` and ``reindex`` work on DATABASE_URL, or (like ``serve``) on the embedded
+PostgreSQL under DATA_DIR when it is unset. They print JSON on stdout.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import msgspec
+
 from platform_common.embedded_postgres import embedded_postgres_server
 from platform_common.logs import configure_logging
+from platform_common.problems import ProblemError
 from platform_common.runner import serve
 from platform_common.settings import SettingsError
 from tool_registry.config import RegistrySettings
@@ -33,6 +40,20 @@ def _parser() -> argparse.ArgumentParser:
     RegistrySettings.add_arguments(serve_cmd)
     migrate_cmd = commands.add_parser("migrate", help="Apply database migrations and exit.")
     RegistrySettings.add_arguments(migrate_cmd)
+    import_cmd = commands.add_parser(
+        "import", help="Create or replace the tools of a JSON array file (all or nothing), then embed them."
+    )
+    import_cmd.add_argument("file", type=Path, help="JSON array of tools, as POST /api/v1/tools/import takes.")
+    RegistrySettings.add_arguments(import_cmd)
+    search_cmd = commands.add_parser("search", help="Search the catalogue.")
+    search_cmd.add_argument("query")
+    search_cmd.add_argument("--limit", type=int, default=10)
+    search_cmd.add_argument("--mode", choices=["hybrid", "vector", "text"], default="hybrid")
+    RegistrySettings.add_arguments(search_cmd)
+    reindex_cmd = commands.add_parser(
+        "reindex", help="Re-embed every tool with the configured model (searches keep working meanwhile)."
+    )
+    RegistrySettings.add_arguments(reindex_cmd)
     return parser
 
 
@@ -55,6 +76,52 @@ def _migrate(settings: RegistrySettings) -> None:
     logger.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
 
 
+async def _catalogue_command(settings: RegistrySettings, args: argparse.Namespace) -> object:
+    from platform_common.db import migrate
+    from tool_registry.app import MIGRATIONS, MIGRATIONS_TABLE
+    from tool_registry.models import SearchRequest, ToolImport
+    from tool_registry.registry import Registry
+
+    await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
+    registry = Registry.build(settings)
+    try:
+        await registry.indexer.prepare()
+        if args.command == "search":
+            request = msgspec.convert({"query": args.query, "limit": args.limit, "mode": args.mode}, SearchRequest)
+            return await registry.search(request)
+        if args.command == "import":
+            items = msgspec.json.decode(args.file.read_bytes(), type=list[ToolImport])
+            result = await registry.import_tools(items, "cli")
+        else:
+            # Mark every vector of the model stale; catch_up overwrites them in place.
+            async with registry.primary.connection() as conn:
+                await conn.execute(
+                    "UPDATE tool_embeddings SET content_hash = '' WHERE model = $1", registry.embedder.model
+                )
+            result = None
+        embedded = 0
+        while done := await registry.indexer.catch_up():
+            embedded += done
+        return result or {"embedded": embedded, "model": registry.embedder.model}
+    finally:
+        await registry.embedder.close()
+        await registry.primary.close()
+
+
+def _run_catalogue_command(settings: RegistrySettings, args: argparse.Namespace) -> None:
+    try:
+        if settings.database_url:
+            output = asyncio.run(_catalogue_command(settings, args))
+        else:
+            with embedded_postgres_server(Path(settings.data_dir)) as pg:
+                output = asyncio.run(_catalogue_command(msgspec.structs.replace(settings, database_url=pg.url), args))
+    except (msgspec.ValidationError, msgspec.DecodeError, OSError) as exc:
+        sys.exit(f"tool-registry {args.command}: {exc}")
+    except ProblemError as exc:
+        sys.exit(f"tool-registry {args.command}: {exc.title}: {exc.problem_detail or ''}")
+    sys.stdout.write(msgspec.json.format(msgspec.json.encode(output)).decode() + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
@@ -66,3 +133,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         _serve(settings)
     elif args.command == "migrate":
         _migrate(settings)
+    else:
+        _run_catalogue_command(settings, args)
