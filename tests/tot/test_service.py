@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from mcp import Client
 
 from platform_common.http import ObservedApp
+from platform_common.settings import SettingsError
 from tests.servers import running_server
 from tree_of_thoughts.app import build_app
 from tree_of_thoughts.config import TotSettings
@@ -44,3 +48,18 @@ async def test_mcp_lists_and_calls_tools_in_both_protocol_eras(tot_url: str, mod
         result = await client.call_tool("list_strategies", {})
         assert result.structured_content is not None
         assert set(result.structured_content["strategies"]) == {"bfs", "dfs", "best_first"}
+
+
+def test_several_workers_without_a_database_are_refused() -> None:
+    with pytest.raises(SettingsError, match="WORKERS > 1 needs DATABASE_URL"):
+        build_app(TotSettings.from_env({}, auth_mode="none", workers=2))
+
+
+def test_serve_refuses_a_bad_configuration_with_one_clear_line(tmp_path: Path) -> None:
+    env = {**os.environ, "AUTH_MODE": "none", "KEY_OVERLAP_HOURS": "1", "DATA_DIR": str(tmp_path)}
+    done = subprocess.run(
+        ["tot", "serve", "--port", "0", "--metrics-port", "0"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "configuration error: KEY_OVERLAP_HOURS=1 is too short" in done.stderr
+    assert "Traceback" not in done.stderr

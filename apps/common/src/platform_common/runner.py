@@ -11,9 +11,10 @@ import tempfile
 from pathlib import Path
 
 import uvicorn
+import uvicorn.importer
 
 from platform_common.logs import configure_logging
-from platform_common.settings import BaseSettings
+from platform_common.settings import BaseSettings, SettingsError
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +46,13 @@ def serve(settings: BaseSettings, factory: str) -> None:
     configure_logging(settings.log_level, settings.log_format)
     export_settings(settings)
     metrics_dir = _prepare_multiprocess_dir()
+    try:
+        # Build the app once here: a configuration error then ends the command with one clear
+        # line, instead of a traceback from every worker process.
+        uvicorn.importer.import_from_string(factory)()
+    except SettingsError as exc:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        sys.exit(f"configuration error: {exc}")
     if settings.metrics_port:
         from platform_common.metrics import start_metrics_server
 

@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+
 from platform_common.db import Database, migrate
 from platform_common.health import ReadinessCheck, health_controller
 from platform_common.http import ObservedApp, cors_config, create_app, openapi_config
 from platform_common.logs import configure_logging
-
+from platform_common.settings import SettingsError
 from tree_of_thoughts import __version__
 from tree_of_thoughts.api import api_controllers
 from tree_of_thoughts.config import TotSettings
@@ -24,10 +25,13 @@ MIGRATIONS_TABLE = "tot_migrations"
 
 def build_app(settings: TotSettings) -> Litestar:
     """Assemble the app; without DATABASE_URL runs are kept in memory and readiness has no database."""
+    if settings.workers > 1 and not settings.database_url:
+        # Each worker process would keep its own runs: a client would see its run only on some requests.
+        raise SettingsError("WORKERS > 1 needs DATABASE_URL (without it runs live in one process's memory)")
     database = (
-        Database(settings.database_url, max_size=settings.database_pool_max,
-                 timeout=settings.database_timeout_seconds)
-        if settings.database_url else None
+        Database(settings.database_url, max_size=settings.database_pool_max, timeout=settings.database_timeout_seconds)
+        if settings.database_url
+        else None
     )
     checks: dict[str, ReadinessCheck] = {"database": database.ping} if database else {}
     runs = build_run_service(settings, database)
@@ -49,12 +53,18 @@ def build_app(settings: TotSettings) -> Litestar:
                     await database.close()
 
     return create_app(
-        route_handlers=[health_controller(checks), mcp.route(authenticate=auth.authenticate_scope),
-                        *api_controllers(runs), *issuer.route_handlers, *auth.route_handlers],
+        route_handlers=[
+            health_controller(checks),
+            mcp.route(authenticate=auth.authenticate_scope),
+            *api_controllers(runs),
+            *issuer.route_handlers,
+            *auth.route_handlers,
+        ],
         middleware=auth.middleware,
         lifespan=[issuer.lifespan, lifespan],
         openapi_config=openapi_config(
-            "Tree-of-Thoughts server", __version__,
+            "Tree-of-Thoughts server",
+            __version__,
             "Deliberate search over thoughts (generate, evaluate, search, backtrack) and the platform's "
             "OAuth token issuer.",
         ),
