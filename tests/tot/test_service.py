@@ -58,7 +58,7 @@ def test_several_workers_without_a_database_are_refused() -> None:
 def test_serve_refuses_a_bad_configuration_with_one_clear_line(tmp_path: Path) -> None:
     env = {**os.environ, "AUTH_MODE": "none", "KEY_OVERLAP_HOURS": "1", "DATA_DIR": str(tmp_path)}
     done = subprocess.run(
-        ["tot", "serve", "--port", "0", "--metrics-port", "0"], env=env, capture_output=True, text=True, timeout=60
+        ["tot", "serve", "--port", "65500", "--metrics-port", "0"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
     assert "configuration error: KEY_OVERLAP_HOURS=1 is too short" in done.stderr
