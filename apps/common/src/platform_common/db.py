@@ -8,6 +8,7 @@ apply each file exactly once; each file runs in its own transaction.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -71,6 +72,20 @@ def _json_decode(value: str) -> Any:
     return msgspec.json.decode(value)
 
 
+async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
+    """Return ``conn`` to the pool; one that cannot be reset is broken: close it, never raise.
+
+    A release that raises would replace the request's own outcome (its result, or its 503) with a 500.
+    """
+    try:
+        await pool.release(conn)
+    except Exception as exc:  # asyncpg raises InternalClientError, InterfaceError, OSError, timeouts here
+        # asyncpg has terminated the connection already, which gave its slot back to the pool.
+        logger.warning("dropped a database connection that could not be reset: %s", type(exc).__name__)
+        with contextlib.suppress(Exception):
+            conn.terminate()
+
+
 class Database:
     """A lazily connected pool. The app starts even when PostgreSQL is down, and heals when it returns."""
 
@@ -107,9 +122,13 @@ class Database:
         try:
             yield conn
         except CONNECTION_ERRORS as exc:
+            # The connection died mid-use (e.g. the server restarted): drop it rather than reset it,
+            # or the pool's reset query fails on it and that error replaces this 503.
+            with contextlib.suppress(Exception):
+                conn.terminate()
             raise DatabaseUnavailable() from exc
         finally:
-            await pool.release(conn)
+            await _release(pool, conn)
 
     async def ping(self) -> str | None:
         """Readiness: ``None`` when a trivial query succeeds, else the reason it did not."""

@@ -142,7 +142,11 @@ class EmbeddedPostgres:
             pwfile.unlink(missing_ok=True)
 
     def start(self) -> None:
-        """Initialise the cluster on first use, stop a stale server left by a crash, then start."""
+        """Initialise the cluster on first use, stop a stale server left by a crash, then start.
+
+        May be called again after ``stop()`` (same port, same data): ``stop()`` removed the socket dir.
+        """
+        self._socket_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._ensure_binaries_reachable()
         self._prepare_data_dir()
         self._initdb()
