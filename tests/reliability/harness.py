@@ -242,3 +242,23 @@ async def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> b
             return True
         await asyncio.sleep(interval)
     return False
+
+
+MCP_HEADERS = {
+    "accept": "application/json, text/event-stream",
+    "content-type": "application/json",
+    "mcp-protocol-version": "2025-06-18",
+}
+
+
+def mcp_request(method: str, params: dict[str, Any] | None = None, request_id: int = 1) -> dict[str, Any]:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return message
+
+
+async def mcp_tool_call(client: httpx.AsyncClient, base_url: str, name: str, arguments: dict[str, Any]) -> Sample:
+    """One stateless ``tools/call`` (JSON response); ``body`` is the JSON-RPC answer."""
+    body = mcp_request("tools/call", {"name": name, "arguments": arguments})
+    return await timed(client, f"mcp {name}", "POST", f"{base_url}/mcp", json=body, headers=MCP_HEADERS)
