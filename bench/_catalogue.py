@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import secrets
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
+import numpy as np
 
 from platform_common.db import migrate
 from platform_common.embedded_postgres import EmbeddedPostgres
@@ -60,3 +68,156 @@ async def registry(database_url: str, **overrides: Any) -> AsyncIterator[Registr
         yield service
     finally:
         await service.primary.close()
+
+
+WORDS = [
+    "weather",
+    "forecast",
+    "flight",
+    "hotel",
+    "booking",
+    "stock",
+    "price",
+    "market",
+    "news",
+    "translate",
+    "text",
+    "image",
+    "resize",
+    "pdf",
+    "extract",
+    "calendar",
+    "event",
+    "email",
+    "send",
+    "search",
+    "web",
+    "database",
+    "query",
+    "github",
+    "issue",
+    "pull",
+    "request",
+    "music",
+    "playlist",
+    "video",
+    "recipe",
+    "cooking",
+    "fitness",
+    "workout",
+    "map",
+    "route",
+    "traffic",
+    "currency",
+    "convert",
+    "tax",
+    "invoice",
+    "payment",
+    "crypto",
+    "wallet",
+    "shopping",
+    "product",
+    "review",
+    "movie",
+    "ticket",
+    "game",
+    "score",
+    "sports",
+    "team",
+    "health",
+    "doctor",
+    "pharmacy",
+    "legal",
+    "contract",
+    "school",
+    "course",
+    "quiz",
+    "language",
+    "grammar",
+    "code",
+    "review",
+    "deploy",
+    "server",
+    "log",
+    "metric",
+    "alert",
+    "chart",
+    "report",
+]
+
+
+def synthetic_tools(count: int, dimension: int = 384, clusters: int = 64, seed: int = 0) -> list[dict[str, Any]]:
+    """Tools with random-but-clustered unit vectors (as real catalogues cluster by topic) and
+    descriptions drawn from their cluster's words, with precomputed embeddings for the import API."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dimension)).astype(np.float32)
+    topics = [rng.choice(WORDS, size=6, replace=False) for _ in range(clusters)]
+    assignment = rng.integers(0, clusters, size=count)
+    vectors = centres[assignment] + rng.normal(scale=0.6, size=(count, dimension)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    tools = []
+    for i in range(count):
+        words = " ".join(rng.choice(topics[assignment[i]], size=4))
+        tools.append(
+            {
+                "name": f"synthetic.tool_{i:06d}",
+                "description": f"Tool {i}: {words} {' '.join(rng.choice(WORDS, size=4))}.",
+                "category": f"cat{assignment[i] % 16:02d}",
+                "tags": [str(t) for t in rng.choice(WORDS, size=2, replace=False)],
+                "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}},
+                "embedding": {"model": "all-MiniLM-L6-v2", "vector": [round(float(x), 6) for x in vectors[i]]},
+            }
+        )
+    return tools
+
+
+@contextlib.contextmanager
+def registry_process(database_url: str, port: int) -> Iterator[str]:
+    """``tool-registry serve`` as its own process (one worker), so the load generator does not
+    share its interpreter; yields the base URL once /ready answers."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "AUTH_MODE": "none",
+        "PORT": str(port),
+        "METRICS_PORT": "0",
+        "LOG_LEVEL": "WARNING",
+        "RATE_LIMIT_PER_MINUTE": "0",
+    }
+    process = subprocess.Popen([sys.executable, "-c", "from tool_registry.cli import main; main()", "serve"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the registry did not become ready")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def import_chunks(http: httpx.AsyncClient, tools: list[dict[str, Any]], chunk: int = 1000) -> float:
+    """Import ``tools`` through the REST API, ``chunk`` per request; returns tools per second."""
+    started = time.perf_counter()
+    for start in range(0, len(tools), chunk):
+        response = await http.post(
+            "/api/v1/tools/import",
+            content=json.dumps(tools[start : start + chunk]),
+            headers={"content-type": "application/json"},
+        )
+        response.raise_for_status()
+    return len(tools) / (time.perf_counter() - started)

@@ -118,8 +118,10 @@ async def load_catalogue(service: Registry, tools: list[dict[str, str]], example
         pass
 
 
-async def features(service: Registry, queries: Sequence[Query], vectors: np.ndarray) -> list[Features]:
-    """Hybrid candidates (both indexes) with both features, as production gathers them for limit 10."""
+async def features(
+    service: Registry, queries: Sequence[Query], vectors: np.ndarray, mode: search.Mode = "hybrid"
+) -> list[Features]:
+    """Candidates with both features, exactly as production gathers them for ``mode`` and limit 10."""
     model = await service.indexer.search_model()
     assert model is not None
     out = []
@@ -166,6 +168,21 @@ def rank_linear(feats: Sequence[Features], w_vec: float, w_text: float, *, text_
         order = [i for i in np.argsort(-z, kind="stable") if keep[i]]
         ranked.append([f.names[i] for i in order])
     return ranked
+
+
+def union(a: Sequence[Features], b: Sequence[Features]) -> list[Features]:
+    """Both candidate lists of each query (the full-text side gets the vector feature too)."""
+    out = []
+    for fa, fb in zip(a, b, strict=True):
+        extra = [i for i, name in enumerate(fb.names) if name not in fa.names]
+        out.append(
+            Features(
+                fa.names + [fb.names[i] for i in extra],
+                np.concatenate([fa.cosine, fb.cosine[extra]]),
+                np.concatenate([fa.text, fb.text[extra]]),
+            )
+        )
+    return out
 
 
 def rank_rrf(feats: Sequence[Features], k: int = 60) -> list[list[str]]:
@@ -235,13 +252,15 @@ def calibration_table(feats: Sequence[Features], queries: Sequence[Query], mode:
     return rows
 
 
-def report(label: str, feats: Sequence[Features], queries: Sequence[Query]) -> None:
+def report(label: str, feats: Sequence[Features], text: Sequence[Features], queries: Sequence[Query]) -> None:
     hybrid = search.CALIBRATION["hybrid"]
+    both = union(feats, text)
     results = {
         "hybrid (production)": metrics(rank_linear(feats, hybrid.vector, hybrid.text), queries),
         "vector only": metrics(rank_linear(feats, 1.0, 0.0), queries),
-        "text only": metrics(rank_linear(feats, 0.0, 1.0, text_only=True), queries),
-        "RRF k=60 (baseline)": metrics(rank_rrf(feats), queries),
+        "text only": metrics(rank_linear(text, 0.0, 1.0, text_only=True), queries),
+        "hybrid over both lists": metrics(rank_linear(both, hybrid.vector, hybrid.text), queries),
+        "RRF k=60 (baseline)": metrics(rank_rrf(both), queries),
     }
     print(f"\n{label} ({len(queries)} requests)")
     for name, values in results.items():
@@ -268,16 +287,23 @@ async def main() -> None:
                 await load_catalogue(service, tools, examples)
                 rows = [index[id(q)] for q in evaluated]
                 feats = await features(service, evaluated, prefixed[rows])
+                text = await features(service, evaluated, prefixed[rows], "text")
                 half_a = [i for i, q in enumerate(evaluated) if not q.held_out]
                 half_b = [i for i, q in enumerate(evaluated) if q.held_out]
                 if args.fit and not examples:
-                    for mode, (v, t, b) in fit([feats[i] for i in half_a], [evaluated[i] for i in half_a]).items():
+                    both = union(feats, text)
+                    for mode, (v, t, b) in fit([both[i] for i in half_a], [evaluated[i] for i in half_a]).items():
                         print(f'    "{mode}": Calibration(vector={v:.2f}, text={t:.2f}, bias={b:.2f}),')
-                report(f"{label}, held-out half B", [feats[i] for i in half_b], [evaluated[i] for i in half_b])
-                report(f"{label}, all", feats, evaluated)
+                report(
+                    f"{label}, held-out half B",
+                    [feats[i] for i in half_b],
+                    [text[i] for i in half_b],
+                    [evaluated[i] for i in half_b],
+                )
+                report(f"{label}, all", feats, text, evaluated)
                 if not examples:
                     unprefixed = await features(service, evaluated, plain[rows])
-                    report(f"{label}, all, WITHOUT the query prefix", unprefixed, evaluated)
+                    report(f"{label}, all, WITHOUT the query prefix", unprefixed, text, evaluated)
                 for mode in ("hybrid", "vector"):
                     print(f"  calibration of {mode} scores ({label}, all):")
                     print("\n".join(calibration_table(feats, evaluated, mode)))
