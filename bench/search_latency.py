@@ -5,7 +5,8 @@
 The registry runs as its own process (one worker); the catalogue is bulk imported with
 precomputed, clustered vectors (bench/_catalogue.py). 200 distinct requests are sent once to warm
 the query-embedding cache, then ``--requests`` searches at concurrency 16 (hybrid, limit 10, a
-category filter on every fourth). MCP calls ``find_tools`` with plain JSON-RPC POSTs on /mcp
+category filter on every fourth), and REST sequentially (concurrency 1: latency without queueing).
+MCP calls ``find_tools`` with plain JSON-RPC POSTs on /mcp
 (stateless server, protocol 2025-06-18), i.e. what any client sends per call after connecting.
 Targets: p50 ≤ 10 ms, p99 ≤ 50 ms, p50 at 100k ≤ 2x p50 at 1k.
 """
@@ -56,6 +57,7 @@ async def load(
     call: Callable[[httpx.AsyncClient, dict[str, Any]], Awaitable[None]],
     bodies: list[dict[str, Any]],
     total: int,
+    concurrency: int,
 ) -> tuple[list[float], float]:
     latencies: list[float] = []
     counter = iter(range(total))
@@ -67,7 +69,7 @@ async def load(
             latencies.append(time.perf_counter() - started)
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies, total / (time.perf_counter() - started)
 
 
@@ -84,15 +86,15 @@ async def measure(url: str, size: int, requests: int) -> dict[str, str]:
         for body in bodies:  # warm the query-embedding cache (and PostgreSQL's buffers)
             await rest(http, body)
         rows = {}
-        for name, call in (("REST", rest), ("MCP", mcp)):
-            latencies, throughput = await load(http, call, bodies, requests)
+        for name, call, concurrency in (("REST", rest, CONCURRENCY), ("MCP", mcp, CONCURRENCY), ("REST c=1", rest, 1)):
+            latencies, throughput = await load(http, call, bodies, requests, concurrency)
             rows[name] = (
                 f"p50 {percentile(latencies, 50):5.1f} ms  p99 {percentile(latencies, 99):5.1f} ms  "
                 f"mean {statistics.fmean(latencies) * 1000:5.1f} ms  {throughput:6.0f} req/s"
             )
         print(f"{size:>7} tools (import {rate:,.0f} tools/s)")
         for name, row in rows.items():
-            print(f"    {name:4s} {row}", flush=True)
+            print(f"    {name:8s} {row}", flush=True)
         return rows
 
 
