@@ -40,6 +40,18 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Text PostgreSQL cannot store (a NUL character in text or jsonb): the caller's input, so a 400.
+UNSTORABLE_TEXT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
+
+
+class UnstorableText(ProblemError):
+    def __init__(self) -> None:
+        super().__init__(400, "Invalid text", detail="Text values must not contain NUL (\\u0000) characters.")
+
+
 class DatabaseUnavailable(ProblemError):
     """503 with Retry-After: the request needs the database and it cannot be reached."""
 
@@ -127,6 +139,8 @@ class Database:
             with contextlib.suppress(Exception):
                 conn.terminate()
             raise DatabaseUnavailable() from exc
+        except UNSTORABLE_TEXT_ERRORS as exc:
+            raise UnstorableText() from exc
         finally:
             await _release(pool, conn)
 

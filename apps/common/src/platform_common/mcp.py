@@ -18,7 +18,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 from litestar import asgi
 from litestar.handlers.asgi_handlers import ASGIRouteHandler
-from litestar.types import Receive, Scope, Send
+from litestar.types import HTTPResponseStartEvent, Receive, Scope, Send
 from mcp import types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
@@ -258,6 +258,10 @@ class McpApp:
             manager = self._manager
             if scope.get("method") == "POST":
                 body, receive = await _buffer_body(receive, self.max_request_bytes)
+                invalid = _invalid_envelope(body) if len(body) <= self.max_request_bytes else None
+                if invalid is not None:
+                    await _send_json(send, 400, invalid)
+                    return
                 if _wants_progress(body):
                     manager = self._streaming_manager
             token = principal_var.set(principal)
@@ -298,13 +302,54 @@ def _replay(messages: list[Any], receive: Receive) -> Receive:
     return replayed
 
 
+def _invalid_envelope(body: bytes) -> dict[str, Any] | None:
+    """A JSON-RPC ``-32600 Invalid Request`` answer for a body that is JSON but not one JSON-RPC 2.0 message.
+
+    The SDK answers these with ``-32602`` and a pydantic dump; the JSON-RPC spec names ``-32600``.
+    Arrays are batches, which MCP removed in 2025-06-18 (and the SDK never accepted). Bodies that
+    are not JSON at all are left to the SDK, which answers ``-32700 Parse error`` as it should.
+    """
+    try:
+        message = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return None
+    except RecursionError:
+        return {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": types.PARSE_ERROR, "message": "JSON nested too deeply."},
+        }
+    reason = None
+    if isinstance(message, list):
+        reason = "Batch requests are not supported: send one JSON-RPC message per request."
+    elif not isinstance(message, dict):
+        reason = "The body must be one JSON-RPC 2.0 message (a JSON object)."
+    elif message.get("jsonrpc") != "2.0":
+        reason = 'The "jsonrpc" member must be exactly "2.0".'
+    elif not isinstance(message.get("method", ""), str):
+        reason = 'The "method" member must be a string.'
+    if reason is None:
+        return None
+    raw_id = message.get("id") if isinstance(message, dict) else None
+    request_id = raw_id if isinstance(raw_id, str | int) and not isinstance(raw_id, bool) else None
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": types.INVALID_REQUEST, "message": reason}}
+
+
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    body = msgspec.json.encode(payload)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 def _wants_progress(body: bytes) -> bool:
     """True for a ``tools/call`` whose ``_meta`` carries a progress token."""
     if b"progressToken" not in body:
         return False
     try:
         message = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return False
     if not isinstance(message, dict) or message.get("method") != "tools/call":
         return False

@@ -73,6 +73,9 @@ def serve(settings: BaseSettings, factory: str) -> None:
             forwarded_allow_ips="127.0.0.1",
             timeout_graceful_shutdown=20,
             server_header=False,
+            # The header limit below exists only in uvicorn's h11 protocol; with httptools installed
+            # (uvicorn[standard]) "auto" picks httptools, which accepted 8 MiB of headers.
+            http="h11",
             h11_max_incomplete_event_size=16 * 1024,
         )
     finally:

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from platform_common.auth import ALL_SCOPES
 
 from tree_of_thoughts.issuer.clients import OAuthClient, authenticate
@@ -21,6 +22,53 @@ FORM = "application/x-www-form-urlencoded"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 JWKS_PATH = "/.well-known/jwks.json"
 TOKEN_PATH = "/oauth/token"  # noqa: S105 (a path, not a secret)
+
+
+class PublicJwk(msgspec.Struct):
+    """One RSA public key (RFC 7517); private members are never published."""
+
+    kty: str
+    kid: str
+    alg: str
+    use: str
+    n: str
+    e: str
+
+
+class JwkSet(msgspec.Struct):
+    keys: list[PublicJwk]
+
+
+class TokenResponse(msgspec.Struct):
+    """RFC 6749 §5.1."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+
+
+class OAuthErrorBody(msgspec.Struct, omit_defaults=True):
+    """RFC 6749 §5.2."""
+
+    error: str
+    error_description: str | None = None
+
+
+_JSON = "application/json"
+TOKEN_RESPONSES = {
+    200: ResponseSpec(data_container=TokenResponse, description="The access token", media_type=_JSON),
+    400: ResponseSpec(
+        data_container=OAuthErrorBody,
+        description="invalid_request, unsupported_grant_type, invalid_scope or invalid_target",
+        media_type=_JSON,
+    ),
+    401: ResponseSpec(data_container=OAuthErrorBody, description="invalid_client", media_type=_JSON),
+}
+JWKS_RESPONSES = {
+    200: ResponseSpec(data_container=JwkSet, description="The published public keys", media_type=_JSON),
+    304: ResponseSpec(data_container=None, description="Not modified (If-None-Match matched the ETag)"),
+}
 
 
 class OAuthError(Exception):
@@ -41,14 +89,26 @@ class OAuthError(Exception):
 def issuer_routes(
     tokens: TokenIssuer, keys: KeyManager, clients: dict[str, OAuthClient], *, jwks_max_age: int
 ) -> list[HTTPRouteHandler]:
-    @post(TOKEN_PATH, summary="Issue an access token (OAuth 2.0 client credentials)", tags=["auth"], status_code=200)
+    @post(
+        TOKEN_PATH,
+        summary="Issue an access token (OAuth 2.0 client credentials)",
+        tags=["auth"],
+        status_code=200,
+        responses=TOKEN_RESPONSES,
+    )
     async def token(request: Request[Any, Any, Any]) -> Response[Any]:
         try:
             return await _token(request, tokens, clients)
         except OAuthError as exc:
             return exc.response()
 
-    @get(JWKS_PATH, summary="Public keys that verify issued tokens (JWKS)", tags=["auth"], cache=False)
+    @get(
+        JWKS_PATH,
+        summary="Public keys that verify issued tokens (JWKS)",
+        tags=["auth"],
+        cache=False,
+        responses=JWKS_RESPONSES,
+    )
     async def jwks(request: Request[Any, Any, Any]) -> Response[bytes]:
         body = msgspec.json.encode(keys.jwks())
         etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
