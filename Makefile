@@ -45,7 +45,7 @@ test: lint typecheck $(TOOLS)/bin/helm $(TOOLS)/checkov/bin/checkov  ## Everythi
 	@PATH="$(TOOLS)/bin:$$PATH" $(UV) run --no-sync pytest
 
 bench: .venv/.synced  ## Run the benchmarks in bench/ and record their numbers under docs/
-	@for script in bench/*.py; do echo "== $$script"; $(UV) run --no-sync python $$script || exit 1; done
+	@$(UV) run --no-sync python bench/report.py $(BENCH_ARGS)
 
 clean:  ## Remove the virtualenv, tools and local data
 	rm -rf .venv .tools .data

@@ -13,6 +13,7 @@ import argparse
 import ast
 import asyncio
 import csv
+import json
 import operator
 import statistics
 import time
@@ -105,10 +106,15 @@ async def main() -> None:
     parser.add_argument("csv", nargs="?", type=Path, default=DEFAULT_CSV)
     parser.add_argument("--first", type=int, default=901)
     parser.add_argument("--last", type=int, default=1000)
+    parser.add_argument("--json", type=Path, help="also write the results here (bench/report.py contract)")
     args = parser.parse_args()
     puzzles = load_puzzles(args.csv, args.first, args.last)
     print(f"{len(puzzles)} puzzles, ranks {args.first}-{args.last}, from {args.csv}\n")
-    print_table([await run_config(name, params, puzzles) for name, params in CONFIGS.items()])
+    rows = [await run_config(name, params, puzzles) for name, params in CONFIGS.items()]
+    print_table(rows)
+    if args.json:
+        description = f"Game of 24, ranks {args.first}-{args.last}, rule-based proposals, heuristic evaluator"
+        args.json.write_text(json.dumps({"bench": "game24", "description": description, "rows": rows}, default=str))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import multiprocessing
 import sys
 import threading
@@ -25,11 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # The scripted server lives with the tests; make the repo root importable when run as a script.
 sys.path.insert(0, str(REPO_ROOT))
 
+from tests.tot.llm_double import ChatRequest, ScriptedLLM  # noqa: E402
 from tree_of_thoughts.engine import SearchParams, run_search  # noqa: E402
 from tree_of_thoughts.llm import ChatMessage, LLMClient  # noqa: E402
 from tree_of_thoughts.tasks import get_task  # noqa: E402
-
-from tests.tot.llm_double import ChatRequest, ScriptedLLM  # noqa: E402
 
 
 class Script:
@@ -92,6 +92,7 @@ async def main() -> None:
     parser.add_argument("--n-generate", type=int, default=3)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--json", type=Path, help="also write the results here (bench/report.py contract)")
     args = parser.parse_args()
     params = SearchParams(
         strategy="bfs",
@@ -108,6 +109,9 @@ async def main() -> None:
     print("|" + "---|" * len(rows[0]))
     for row in rows:
         print("| " + " | ".join(row.values()) + " |")
+    if args.json:
+        description = f"ToT bfs wall time against LLM latency ({shape}, concurrency {args.concurrency})"
+        args.json.write_text(json.dumps({"bench": "tot_concurrency", "description": description, "rows": rows}))
 
 
 if __name__ == "__main__":
