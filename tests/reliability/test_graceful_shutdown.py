@@ -134,7 +134,10 @@ def _check(app: str, result: dict[str, object]) -> None:
     assert not errors, errors[:5]
     assert result["in_flight_at_sigterm"] == len(longs), "the long requests should still be running at SIGTERM"
     ready = result["ready"]
-    assert isinstance(ready, list) and all(s.status == 200 for s in ready)
+    assert isinstance(ready, list)
+    assert all(s.status == 200 for s in ready), [
+        (s.status, s.error, round(s.done - s.sent, 2)) for s in ready if not s.ok
+    ]
     assert result["refused_after"] is not None, "the listening socket stayed open after SIGTERM"
     assert result["exit_code"] == 0
 

@@ -44,6 +44,7 @@ def _footprint(app: AppProcess) -> tuple[int, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(SOAK_SECONDS + 240)
 async def test_soak_at_a_fixed_rate() -> None:
     assert SOAK_SECONDS > WARMUP_SECONDS, "SOAK_SECONDS must be longer than the warm-up"
     with dedicated_postgres() as pg:
