@@ -65,6 +65,8 @@ async def test_register_sync_call_and_resync(registry_url: str) -> None:
         with running_server(upstream(with_add=True), port=port) as up:
             outside = await http.post("/api/v1/servers", json={"name": "evil", "url": "http://example.com/mcp"})
             assert outside.status_code == 403
+            broken = await http.post("/api/v1/servers", json={"name": "broken", "url": "http://a]"})
+            assert broken.status_code == 422
             created = await http.post("/api/v1/servers", json={"name": "up", "url": f"{up}/mcp"})
             assert created.status_code == 201, created.text
             assert (await http.post("/api/v1/servers", json={"name": "up", "url": f"{up}/mcp"})).status_code == 409

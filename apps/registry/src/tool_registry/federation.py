@@ -62,7 +62,10 @@ class CallResult(msgspec.Struct):
 
 def host_allowed(url: str, allowed: Sequence[str]) -> bool:
     """``allowed`` holds exact hosts or ``*.suffix`` patterns; an empty list allows nothing."""
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    try:
+        host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    except ValueError:  # e.g. "http://a]": not a URL at all
+        return False
     if not host:
         return False
     for pattern in (p.lower().strip() for p in allowed):
@@ -129,6 +132,10 @@ class Federation:
         self.environ = environ
 
     def check_url(self, url: str) -> None:
+        try:
+            urlsplit(url).hostname  # noqa: B018 (parsing is the check)
+        except ValueError as exc:
+            raise ProblemError(422, "Invalid server URL", detail=f"{url!r} is not a valid URL: {exc}") from exc
         if not self.allowed_hosts:
             raise ProblemError(
                 403,
