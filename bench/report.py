@@ -58,7 +58,7 @@ def machine() -> dict[str, str]:
         kib = int(meminfo.read_text().split("MemTotal:", 1)[1].split()[0])
         memory = f"{kib / 1024 / 1024:.1f} GiB"
     return {
-        "uname -a": " ".join(platform.uname()),
+        "uname -a": subprocess.run(["uname", "-a"], capture_output=True, text=True, check=False).stdout.strip(),
         "CPU": cpu,
         "cores": str(os.cpu_count()),
         "memory": memory,
@@ -105,10 +105,14 @@ def median_rows(runs: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
             parsed = [_parse(run[index].get(key)) for run in runs if index < len(run)]
             if all(p is not None for p in parsed) and parsed:
                 numbers = [p[0] for p in parsed if p is not None]
-                unit = parsed[0][1] if parsed[0] else ""
                 med = statistics.median(numbers)
                 decimals = _decimals(value)
-                out[key] = f"{med:.{decimals}f}{unit}" if isinstance(value, str) else round(med, max(decimals, 3))
+                if isinstance(value, str):  # keep the cell's own format ("45.0%", "1.23 s")
+                    out[key] = re.sub(r"-?\d+(?:\.\d+)?", f"{med:.{decimals}f}", value, count=1)
+                elif all(isinstance(run[index].get(key), int) for run in runs):
+                    out[key] = round(med) if med == int(med) else med
+                else:
+                    out[key] = round(med, max(decimals, 3))
             else:
                 out[key] = value
         merged.append(out)
