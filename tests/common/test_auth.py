@@ -15,6 +15,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
 from litestar import Litestar, Request, get
 from litestar.testing import AsyncTestClient
+
 from platform_common.auth import ANONYMOUS, build_auth, hash_api_key, principal_of, require_scopes
 from platform_common.health import health_controller
 from platform_common.http import create_app

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 from joserfc.jwk import ECKey, RSAKey
+
 from platform_common.jwt import JwksCache, import_public_keys
 
 KEY_A = RSAKey.generate_key(2048, parameters={"kid": "a"})

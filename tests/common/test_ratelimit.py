@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from platform_common.ratelimit import RateLimited, RateLimiter, build_limiter
 
 

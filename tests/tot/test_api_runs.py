@@ -135,7 +135,11 @@ def test_unsolvable_puzzle_ends_unsolved_not_failed(tot: httpx.Client) -> None:
     [
         ({"task": "chess", "problem": "e4"}, 422, "unknown task 'chess'"),
         ({"task": "game24", "problem": "1 2 3"}, 422, "exactly four integers"),
-        ({"task": "generic", "problem": "Why?"}, 422, "task 'generic' needs an LLM: configure an LLM (LLM_BASE_URL, LLM_MODEL)"),
+        (
+            {"task": "generic", "problem": "Why?"},
+            422,
+            "task 'generic' needs an LLM: configure an LLM (LLM_BASE_URL, LLM_MODEL)",
+        ),
         ({"task": "game24", "problem": "1 2 3 4", "evaluator": "vote"}, 422, "needs an LLM"),
         ({"task": "game24", "problem": "1 2 3 4", "max_depth": 6}, 422, "max_depth 6 is over this server's limit of 5"),
         ({"task": "game24", "problem": "1 2 3 4", "max_nodes": 10**6}, 422, "max_nodes"),

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
+from tests.tot.llm_double import ChatRequest, Reply, ScriptedLLM
 from tree_of_thoughts.engine import LLMRequiredError, SearchParams, SearchResult, run_search
 from tree_of_thoughts.llm import LLMClient, LLMError
 from tree_of_thoughts.tasks import Game24State, get_task
-
-from tests.tot.llm_double import ChatRequest, Reply, ScriptedLLM
 
 GAME24 = get_task("game24")
 GENERIC = get_task("generic")

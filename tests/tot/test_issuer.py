@@ -19,13 +19,13 @@ from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+
 from platform_common.http import ObservedApp
+from tests.servers import free_port, running_server
 from tool_registry.app import build_app as build_registry
 from tool_registry.config import RegistrySettings
 from tree_of_thoughts.app import build_app as build_tot
 from tree_of_thoughts.config import TotSettings
-
-from tests.servers import free_port, running_server
 
 SECRET = "s3cret-for-tests"
 CLIENTS = json.dumps(

@@ -8,17 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
+
 from platform_common.jwt import InvalidToken, JwtVerifier
 from platform_common.settings import SettingsError
-from prometheus_client import REGISTRY
+from tests.tot.k8s_double import api_client, secrets_api
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.issuer import key_manager
 from tree_of_thoughts.issuer.keys import KeyPolicy, KeyRing
 from tree_of_thoughts.issuer.manager import KeyManager
 from tree_of_thoughts.issuer.stores import FileKeyStore, KubernetesKeyStore, build_store
 from tree_of_thoughts.issuer.tokens import TokenIssuer
-
-from tests.tot.k8s_double import api_client, secrets_api
 
 HOUR = 3600.0
 POLICY = KeyPolicy.from_settings(rotation_hours=10, overlap_hours=3, token_hours=2, jwks_max_age=3600)

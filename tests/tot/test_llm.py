@@ -7,9 +7,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from tree_of_thoughts.llm import ChatMessage, LLMClient, LLMError
 
 from tests.tot.llm_double import ChatRequest, Reply, ScriptedLLM
+from tree_of_thoughts.llm import ChatMessage, LLMClient, LLMError
 
 HELLO = [ChatMessage(role="user", content="hello there")]
 

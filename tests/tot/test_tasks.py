@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import pytest
+
 from tree_of_thoughts.tasks import TASKS, Game24, Game24State, Generic, UnknownTaskError, get_task, parse_verdict
 
 game24 = Game24()

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from platform_common.logs import configure_logging
 from platform_common.runner import serve
 from platform_common.settings import SettingsError
-
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.issuer import build_issuer, key_manager
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
+
 from platform_common.settings import BaseSettings
 
 
@@ -15,27 +16,21 @@ class TotSettings(BaseSettings, frozen=True, kw_only=True):
     ] = ""
     llm_api_key: Annotated[str, msgspec.Meta(description="API key for the LLM (secret).")] = ""
     llm_model: Annotated[str, msgspec.Meta(description="Model name sent to the LLM.")] = "gpt-4o-mini"
-    max_thoughts_depth: Annotated[
-        int, msgspec.Meta(ge=1, le=50, description="Default and largest search depth.")
-    ] = 5
+    max_thoughts_depth: Annotated[int, msgspec.Meta(ge=1, le=50, description="Default and largest search depth.")] = 5
     evaluation_strategy: Annotated[
         Literal["value", "vote", "heuristic", "hybrid"], msgspec.Meta(description="Default evaluator.")
     ] = "hybrid"
-    jwt_expiration_hours: Annotated[
-        float, msgspec.Meta(gt=0, le=720, description="Lifetime of issued tokens.")
-    ] = 24
+    jwt_expiration_hours: Annotated[float, msgspec.Meta(gt=0, le=720, description="Lifetime of issued tokens.")] = 24
     jwks_cache_max_age: Annotated[
         int, msgspec.Meta(ge=0, le=86400, description="Cache-Control max-age of the JWKS, seconds.")
     ] = 3600
-    key_rotation_hours: Annotated[
-        float, msgspec.Meta(gt=0, description="Age at which the signing key is rotated.")
-    ] = 168
-    key_overlap_hours: Annotated[
-        float, msgspec.Meta(ge=0, description="How long a retired key stays in the JWKS.")
-    ] = 48
-    key_store: Annotated[
-        Literal["file", "kubernetes"], msgspec.Meta(description="Where signing keys live.")
-    ] = "file"
+    key_rotation_hours: Annotated[float, msgspec.Meta(gt=0, description="Age at which the signing key is rotated.")] = (
+        168
+    )
+    key_overlap_hours: Annotated[float, msgspec.Meta(ge=0, description="How long a retired key stays in the JWKS.")] = (
+        48
+    )
+    key_store: Annotated[Literal["file", "kubernetes"], msgspec.Meta(description="Where signing keys live.")] = "file"
     key_secret_name: Annotated[str, msgspec.Meta(description="Kubernetes Secret holding the key set.")] = ""
     key_secret_namespace: Annotated[str, msgspec.Meta(description="Namespace of that Secret.")] = ""
     issuer_url: Annotated[

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from litestar.handlers import HTTPRouteHandler
-from platform_common.auth import AuthSetup, build_auth
 
+from platform_common.auth import AuthSetup, build_auth
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.issuer.clients import parse_clients
 from tree_of_thoughts.issuer.keys import KeyPolicy

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 
 import msgspec
+
 from platform_common.settings import SettingsError
 
 # Compared against when the client_id is unknown, so a miss costs what a hit costs.

@@ -14,8 +14,9 @@ from typing import Any
 
 import msgspec
 from joserfc.jwk import RSAKey
-from platform_common.settings import SettingsError
 from prometheus_client import Gauge
+
+from platform_common.settings import SettingsError
 
 logger = logging.getLogger(__name__)
 

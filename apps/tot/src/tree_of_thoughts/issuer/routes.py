@@ -12,8 +12,8 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
-from platform_common.auth import ALL_SCOPES
 
+from platform_common.auth import ALL_SCOPES
 from tree_of_thoughts.issuer.clients import OAuthClient, authenticate
 from tree_of_thoughts.issuer.manager import KeyManager
 from tree_of_thoughts.issuer.tokens import TokenIssuer

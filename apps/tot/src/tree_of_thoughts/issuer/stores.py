@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
-from platform_common.settings import SettingsError
 
+from platform_common.settings import SettingsError
 from tree_of_thoughts.issuer.keys import KeyRing
 
 RING_FILE = "keyring.json"  # the file name, and the data key inside the Secret
