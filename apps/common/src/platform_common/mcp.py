@@ -26,7 +26,9 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 
+from platform_common.auth import Principal
 from platform_common.logs import request_id_var
+from platform_common.problems import ProblemError
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,22 @@ class ToolContext:
 
     principal: Any
     report_progress: Callable[[float, float | None, str | None], Awaitable[None]]
+
+    def require(self, scope: str) -> Principal:
+        """The caller, if it holds ``scope``; otherwise the call ends with an error result."""
+        return require_scope(self.principal, scope)
+
+
+def require_scope(principal: Any, scope: str) -> Principal:
+    """``principal`` if it holds ``scope``; tools and resource readers call this first.
+
+    The route's ``authenticate`` hook always sets a principal (anonymous when auth is off); none
+    at all means the mount was built without one, so nobody is trusted.
+    """
+    if not isinstance(principal, Principal):
+        raise ToolError("Not authenticated.")
+    principal.require(scope)
+    return principal
 
 
 @dataclass(frozen=True)
@@ -157,6 +175,9 @@ class McpApp:
                 result = await tool.handler(arguments, ToolContext(principal_var.get(), report))
             except ToolError as exc:
                 return _error_result(str(exc))
+            except ProblemError as exc:
+                # Service errors (not found, conflict, missing scope) are written for the caller.
+                return _error_result(exc.problem_detail or exc.title)
             except MCPError:
                 raise
             except Exception:
@@ -202,6 +223,8 @@ class McpApp:
                         text = await resource.reader(uri, principal_var.get())
                     except ToolError as exc:
                         raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from exc
+                    except ProblemError as exc:
+                        raise MCPError(code=types.INVALID_PARAMS, message=exc.problem_detail or exc.title) from exc
                     return types.ReadResourceResult(
                         contents=[types.TextResourceContents(uri=uri, mime_type=resource.mime_type, text=text)]
                     )

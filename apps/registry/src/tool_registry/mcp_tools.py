@@ -8,14 +8,11 @@ valid ``category`` without a round trip.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 
-from platform_common.auth import ANONYMOUS, Principal
-from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError
-from platform_common.problems import ProblemError
+from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError, require_scope
 from tool_registry import __version__, catalogue
 from tool_registry.federation import CallResult, UpstreamError
 from tool_registry.models import (
@@ -30,8 +27,6 @@ from tool_registry.models import (
     ToolPage,
 )
 from tool_registry.registry import Registry
-
-T = TypeVar("T")
 
 FIND_TOOLS = (
     "Find the tools that can serve a request, best first. Describe the task in plain words "
@@ -73,31 +68,13 @@ class CallArguments(msgspec.Struct, forbid_unknown_fields=True):
 def build_mcp(registry: Registry) -> McpApp:
     settings = registry.settings
 
-    def require(principal: Any, scope: str) -> None:
-        """A missing principal means "anonymous" only when auth is off."""
-        if isinstance(principal, Principal):
-            who = principal
-        elif settings.auth_mode == "none":
-            who = ANONYMOUS
-        else:
-            raise ToolError("Not authenticated.")
-        if not who.has(scope):
-            raise ToolError(f"This operation needs the '{scope}' scope.")
-
-    async def call(work: Awaitable[T]) -> T:
-        """Service errors are problem details written for the caller; pass their text on."""
-        try:
-            return await work
-        except ProblemError as exc:
-            raise ToolError(exc.problem_detail or exc.title) from None
-
     async def find_tools(args: FindArguments, ctx: ToolContext) -> SearchResponse:
-        require(ctx.principal, "registry:read")
+        ctx.require("registry:read")
         request = SearchRequest(query=args.query, limit=args.limit, category=args.category, tags=args.tags)
-        return await call(registry.search(request))
+        return await registry.search(request)
 
     async def get_tool(args: GetArguments, ctx: ToolContext) -> Tool:
-        require(ctx.principal, "registry:read")
+        ctx.require("registry:read")
         async with registry.replica.connection() as conn:
             tool = await catalogue.get(conn, args.name)
         if tool is None:
@@ -105,18 +82,18 @@ def build_mcp(registry: Registry) -> McpApp:
         return tool
 
     async def list_tools(args: ListArguments, ctx: ToolContext) -> ToolPage:
-        require(ctx.principal, "registry:read")
+        ctx.require("registry:read")
         async with registry.replica.connection() as conn:
-            return await call(catalogue.list_page(conn, category=args.category, cursor=args.cursor, limit=args.limit))
+            return await catalogue.list_page(conn, category=args.category, cursor=args.cursor, limit=args.limit)
 
     async def list_categories(_: NoArguments, ctx: ToolContext) -> Categories:
-        require(ctx.principal, "registry:read")
+        ctx.require("registry:read")
         return await registry.categories()
 
     async def call_tool(args: CallArguments, ctx: ToolContext) -> CallResult:
-        require(ctx.principal, "registry:call")
+        ctx.require("registry:call")
         try:
-            return await call(registry.federation.call(args.name, args.arguments))
+            return await registry.federation.call(args.name, args.arguments)
         except UpstreamError as exc:
             raise ToolError(str(exc)) from None
 
@@ -126,11 +103,11 @@ def build_mcp(registry: Registry) -> McpApp:
         return {"find_tools": f"{FIND_TOOLS} Categories: {names}."}
 
     async def read_categories(_: str, principal: Any) -> str:
-        require(principal, "registry:read")
+        require_scope(principal, "registry:read")
         return msgspec.json.encode(await registry.categories()).decode()
 
     async def read_stats(_: str, principal: Any) -> str:
-        require(principal, "registry:read")
+        require_scope(principal, "registry:read")
         return msgspec.json.encode(await registry.stats()).decode()
 
     return McpApp(

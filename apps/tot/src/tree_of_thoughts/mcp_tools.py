@@ -9,21 +9,16 @@ API does, and ``tot://runs/{id}/tree`` serves a run's tree. Every tool checks it
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 
-from platform_common.auth import ANONYMOUS, Principal
-from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError
-from platform_common.problems import ProblemError
+from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, require_scope
 from tree_of_thoughts import __version__
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.runs import RunPage, RunRequest, RunService, RunTree, RunView
 from tree_of_thoughts.runs.models import RunStatus
 from tree_of_thoughts.tasks import TASKS
-
-T = TypeVar("T")
 
 STRATEGIES = ("bfs", "dfs", "best_first")
 EVALUATORS = ("value", "vote", "heuristic", "hybrid")
@@ -54,24 +49,6 @@ class Capabilities(msgspec.Struct):
 
 
 def build_mcp(settings: TotSettings, runs: RunService) -> McpApp:
-    def caller(principal: Any, scope: str) -> str:
-        """The acting subject; a missing principal only means "anonymous" when auth is off."""
-        if isinstance(principal, Principal):
-            who = principal
-        elif settings.auth_mode == "none":
-            who = ANONYMOUS
-        else:
-            raise ToolError("Not authenticated.")
-        if not who.has(scope):
-            raise ToolError(f"This operation needs the '{scope}' scope.")
-        return who.subject
-
-    async def call(work: Awaitable[T]) -> T:
-        """Service errors are problem details written for the caller; pass their text on."""
-        try:
-            return await work
-        except ProblemError as exc:
-            raise ToolError(exc.problem_detail or exc.title) from None
 
     async def list_strategies(_: NoArguments, ctx: ToolContext) -> Capabilities:
         return Capabilities(
@@ -84,36 +61,36 @@ def build_mcp(settings: TotSettings, runs: RunService) -> McpApp:
         )
 
     async def solve(args: RunRequest, ctx: ToolContext) -> RunView:
-        owner = caller(ctx.principal, "tot:run")
+        owner = ctx.require("tot:run").subject
 
         async def progress(value: float, message: str) -> None:
             await ctx.report_progress(value, 1.0, message)
 
-        run = await call(runs.submit(args, owner, on_progress=progress))
+        run = await runs.submit(args, owner, on_progress=progress)
         try:
-            return RunView.of(await call(runs.wait(run.id, owner)))
+            return RunView.of(await runs.wait(run.id, owner))
         except BaseException:
             # The caller went away (or the request was cancelled): nobody will read this answer.
             runs.abandon(run.id)
             raise
 
     async def start_run(args: RunRequest, ctx: ToolContext) -> RunView:
-        return RunView.of(await call(runs.submit(args, caller(ctx.principal, "tot:run"))))
+        return RunView.of(await runs.submit(args, ctx.require("tot:run").subject))
 
     async def get_run(args: RunId, ctx: ToolContext) -> RunView:
-        return RunView.of(await call(runs.get(args.run_id, caller(ctx.principal, "tot:read"))))
+        return RunView.of(await runs.get(args.run_id, ctx.require("tot:read").subject))
 
     async def cancel_run(args: RunId, ctx: ToolContext) -> RunView:
-        return RunView.of(await call(runs.cancel(args.run_id, caller(ctx.principal, "tot:run"))))
+        return RunView.of(await runs.cancel(args.run_id, ctx.require("tot:run").subject))
 
     async def list_runs(args: ListArguments, ctx: ToolContext) -> RunPage:
-        owner = caller(ctx.principal, "tot:read")
-        return await call(runs.list(owner, status=args.status, limit=args.limit, cursor=args.cursor))
+        owner = ctx.require("tot:read").subject
+        return await runs.list(owner, status=args.status, limit=args.limit, cursor=args.cursor)
 
     async def read_tree(uri: str, principal: Any) -> str:
         match = TREE_URI.match(uri)
         assert match is not None
-        run = await call(runs.get(match[1], caller(principal, "tot:read"), with_tree=True))
+        run = await runs.get(match[1], require_scope(principal, "tot:read").subject, with_tree=True)
         tree = RunTree(run_id=run.id, status=run.status, best_node_id=run.best_node_id, nodes=run.tree or [])
         return msgspec.json.encode(tree).decode()
 
