@@ -26,9 +26,7 @@ from tests.tot.llm_double import ScriptedLLM
 
 MAX_EXAMPLES = 25  # per operation and phase; a few hundred to a few thousand cases per app
 MAX_SECONDS = 45
-CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance"
-# Operations left out of the fuzz run, each for a known bug with its own strict xfail test below.
-KNOWN_BUGS: dict[str, list[str]] = {"registry": ["ApiV1ServersRegister"], "tot": []}
+CHECKS = "not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance"
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +68,6 @@ def _schemathesis(app: AppProcess) -> tuple[int, str, float]:
             "ndjson",
             "--report-ndjson-path",
             str(report),
-            *[arg for op in KNOWN_BUGS[app.name] for arg in ("--exclude-operation-id", op)],
         ],
         capture_output=True,
         text=True,
@@ -223,11 +220,6 @@ def test_registry_rejects_an_unparseable_upstream_url(apps: dict[str, AppProcess
     assert 400 <= response.status_code < 500, response.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="registry bug: POST /api/v1/servers answers 422 for an unparseable URL but documents only "
-    "201, 400, 403, 409 (schemathesis status_code_conformance, ST103)",
-)
 def test_registry_documents_the_422_of_register_server(apps: dict[str, AppProcess]) -> None:
     schema = httpx.get(f"{apps['registry'].url}/schema/openapi.json", timeout=10).json()
     assert "422" in schema["paths"]["/api/v1/servers"]["post"]["responses"]

@@ -41,13 +41,18 @@ MAX_IMPORT_ITEMS = 20_000
 
 _DESCRIPTIONS = {
     400: "Malformed request (wrong types, unknown fields, limits exceeded)",
+    401: "Missing or invalid credentials",
     403: "Missing scope, or upstream host not allowed",
     404: "No such resource",
     409: "Name already taken",
     413: "Request body too large",
-    422: "Invalid tool definition (e.g. not a JSON Schema of an object)",
+    422: "Semantically invalid (e.g. an input_schema that is not an object schema, an unparseable URL)",
+    429: "Rate limit exceeded (see Retry-After)",
     502: "The upstream server failed",
+    503: "The database is unreachable (see Retry-After)",
 }
+# Any operation can meet these: bad query parameters, auth, rate limits, a database outage.
+_ALWAYS = (400, 401, 429, 503)
 
 
 def problems(*codes: int) -> dict[int, ResponseSpec]:
@@ -56,7 +61,7 @@ def problems(*codes: int) -> dict[int, ResponseSpec]:
         code: ResponseSpec(
             data_container=Problem, description=_DESCRIPTIONS[code], media_type="application/problem+json"
         )
-        for code in codes
+        for code in sorted({*codes, *_ALWAYS})
     }
 
 
@@ -198,7 +203,7 @@ class ServerController(Controller):
     path = "/api/v1/servers"
     tags = ["upstream servers"]
 
-    @post("/", guards=WRITE, summary="Register an upstream MCP server", responses=problems(400, 403, 409))
+    @post("/", guards=WRITE, summary="Register an upstream MCP server", responses=problems(403, 409, 422))
     async def register(self, data: JSONBody[ServerIn], registry: NamedDependency[Registry]) -> Server:
         return await registry.federation.register(data)
 
