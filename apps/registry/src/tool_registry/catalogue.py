@@ -7,6 +7,7 @@ without its history row cannot exist.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from collections.abc import Sequence
@@ -297,27 +298,9 @@ async def import_tools(
     set-based SQL, ~10x faster than a statement per tool. Precomputed vectors are stored as given;
     the other tools are embedded afterwards by the indexer, unless their text did not change.
     """
-    check_import(items, model, dimension)
-    rows = []
-    for item in items:
-        values = _values(item)
-        rows.append(
-            {
-                "name": values[0],
-                "title": values[1],
-                "description": values[2],
-                "category": values[3],
-                "tags": values[4],
-                "input_schema": values[5],
-                "output_schema": values[6],
-                "annotations": values[7],
-                "version": values[8],
-                "status": values[9],
-                "examples": values[10],
-                "content_hash": values[11],
-                "embedding": item.embedding.vector if item.embedding else None,
-            }
-        )
+    # Validating thousands of JSON Schemas and encoding the batch is CPU work: do it off the event
+    # loop so other requests (and readiness probes) keep being served during a large import.
+    rows = await asyncio.to_thread(_import_rows, items, model, dimension)
     sql = f"""
         WITH items AS (
             SELECT * FROM jsonb_to_recordset($1::jsonb) AS x(
@@ -362,6 +345,32 @@ async def import_tools(
     async with conn.transaction():
         row = await conn.fetchrow(sql, rows, actor, model)
     return ImportResult(created=row["created"], replaced=row["replaced"], embeddings_pending=row["pending"])
+
+
+def _import_rows(items: Sequence[ToolImport], model: str, dimension: int) -> msgspec.Raw:
+    """The validated batch as one JSON document (``msgspec.Raw`` passes through the jsonb codec as is)."""
+    check_import(items, model, dimension)
+    rows = []
+    for item in items:
+        values = _values(item)
+        rows.append(
+            {
+                "name": values[0],
+                "title": values[1],
+                "description": values[2],
+                "category": values[3],
+                "tags": values[4],
+                "input_schema": values[5],
+                "output_schema": values[6],
+                "annotations": values[7],
+                "version": values[8],
+                "status": values[9],
+                "examples": values[10],
+                "content_hash": values[11],
+                "embedding": item.embedding.vector if item.embedding else None,
+            }
+        )
+    return msgspec.Raw(msgspec.json.encode(rows))
 
 
 def encode_cursor(name: str) -> str:
