@@ -252,7 +252,9 @@ def calibration_table(feats: Sequence[Features], queries: Sequence[Query], mode:
     return rows
 
 
-def report(label: str, feats: Sequence[Features], text: Sequence[Features], queries: Sequence[Query]) -> None:
+def report(
+    label: str, feats: Sequence[Features], text: Sequence[Features], queries: Sequence[Query]
+) -> list[dict[str, object]]:
     hybrid = search.CALIBRATION["hybrid"]
     both = union(feats, text)
     results = {
@@ -265,12 +267,18 @@ def report(label: str, feats: Sequence[Features], text: Sequence[Features], quer
     print(f"\n{label} ({len(queries)} requests)")
     for name, values in results.items():
         print(f"  {name:22s} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
+    return [
+        {"setting": label, "mode": name, **{k: round(v, 3) for k, v in values.items()}}
+        for name, values in results.items()
+    ]
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fit", action="store_true", help="fit the calibration on half A and print it")
+    parser.add_argument("--json", type=Path, help="also write the held-out rows here (bench/report.py reads them)")
     args = parser.parse_args()
+    rows: list[dict[str, object]] = []
     tools, queries = load()
     embedder = LocalEmbedder()
     started = time.perf_counter()
@@ -294,7 +302,7 @@ async def main() -> None:
                     both = union(feats, text)
                     for mode, (v, t, b) in fit([both[i] for i in half_a], [evaluated[i] for i in half_a]).items():
                         print(f'    "{mode}": Calibration(vector={v:.2f}, text={t:.2f}, bias={b:.2f}),')
-                report(
+                rows += report(
                     f"{label}, held-out half B",
                     [feats[i] for i in half_b],
                     [text[i] for i in half_b],
@@ -307,6 +315,9 @@ async def main() -> None:
                 for mode in ("hybrid", "vector"):
                     print(f"  calibration of {mode} scores ({label}, all):")
                     print("\n".join(calibration_table(feats, evaluated, mode)))
+    if args.json:
+        description = "Retrieval quality on the MetaTool dev split (held-out half B), by ranking mode"
+        args.json.write_text(json.dumps({"bench": "retrieval", "description": description, "rows": rows}))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -78,23 +80,32 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000
 
 
-async def measure(url: str, size: int, requests: int) -> dict[str, str]:
+async def measure(url: str, size: int, requests: int) -> list[dict[str, object]]:
     bodies = queries()
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
         rate = await import_chunks(http, synthetic_tools(size))
         for body in bodies:  # warm the query-embedding cache (and PostgreSQL's buffers)
             await rest(http, body)
-        rows = {}
-        for name, call, concurrency in (("REST", rest, CONCURRENCY), ("MCP", mcp, CONCURRENCY), ("REST c=1", rest, 1)):
-            latencies, throughput = await load(http, call, bodies, requests, concurrency)
-            rows[name] = (
-                f"p50 {percentile(latencies, 50):5.1f} ms  p99 {percentile(latencies, 99):5.1f} ms  "
-                f"mean {statistics.fmean(latencies) * 1000:5.1f} ms  {throughput:6.0f} req/s"
-            )
+        rows: list[dict[str, object]] = []
         print(f"{size:>7} tools (import {rate:,.0f} tools/s)")
-        for name, row in rows.items():
-            print(f"    {name:8s} {row}", flush=True)
+        for name, call, concurrency in (("REST", rest, CONCURRENCY), ("MCP", mcp, CONCURRENCY), ("REST", rest, 1)):
+            latencies, throughput = await load(http, call, bodies, requests, concurrency)
+            row = {
+                "tools": size,
+                "interface": name,
+                "concurrency": concurrency,
+                "p50": round(percentile(latencies, 50), 2),
+                "p99": round(percentile(latencies, 99), 2),
+                "mean": round(statistics.fmean(latencies) * 1000, 2),
+                "req/s": round(throughput),
+            }
+            rows.append(row)
+            print(
+                f"    {name:4s} c={concurrency:<2d} p50 {row['p50']:5.1f} ms  p99 {row['p99']:5.1f} ms  "
+                f"mean {row['mean']:5.1f} ms  {throughput:6.0f} req/s",
+                flush=True,
+            )
         return rows
 
 
@@ -102,12 +113,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--json", type=Path, help="also write the rows here (bench/report.py reads them)")
     args = parser.parse_args()
+    rows: list[dict[str, object]] = []
     with postgres() as server:
         for size in (int(s) for s in args.sizes.split(",")):
             database_url = asyncio.run(fresh_database(server))
             with registry_process(database_url, free_port()) as url:
-                asyncio.run(measure(url, size, args.requests))
+                rows += asyncio.run(measure(url, size, args.requests))
+    if args.json:
+        description = "Search latency (ms) and throughput with cached query embeddings, one registry worker"
+        args.json.write_text(json.dumps({"bench": "search_latency", "description": description, "rows": rows}))
 
 
 if __name__ == "__main__":

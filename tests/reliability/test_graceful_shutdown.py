@@ -91,9 +91,10 @@ async def _drive(
         await asyncio.sleep(PRESTOP_SECONDS)
         sending.clear()
         stopped_sending_at = time.monotonic()
-        # Requests begun before the clear have reached the socket after one turn of the loop; a
-        # request written after SIGTERM is what the preStop sleep exists to prevent (see below).
-        await asyncio.sleep(0.05)
+        # By the end of preStop the short requests already sent have been answered (the pod left the
+        # endpoints seconds ago); only the long ones are still in flight. A request written after
+        # SIGTERM on a keep-alive connection is what the preStop sleep exists to prevent.
+        await asyncio.gather(*loops, prober)
         sigterm_at = time.monotonic()
         app.signal(signal.SIGTERM)
         refused_after = None
@@ -102,7 +103,6 @@ async def _drive(
                 refused_after = time.monotonic() - sigterm_at
                 break
             await asyncio.sleep(0.02)
-        await asyncio.gather(*loops, prober)
         long_samples = await asyncio.gather(*longs)
     assert app.process is not None
     exit_code = await asyncio.to_thread(app.process.wait, 30)
