@@ -28,7 +28,6 @@ def build_app(settings: RegistrySettings) -> Litestar:
     if not settings.database_url:
         raise ValueError("DATABASE_URL is required (tool-registry serve starts an embedded one without it)")
     registry = Registry.build(settings)
-    database = registry.primary
     mcp = build_mcp(registry)
     auth = build_auth(
         settings, scopes_supported=REGISTRY_SCOPES, api_keys=settings.api_keys, api_key_scopes=REGISTRY_SCOPES
@@ -42,16 +41,13 @@ def build_app(settings: RegistrySettings) -> Litestar:
 
     return create_app(
         route_handlers=[
-            health_controller({"database": database.ping}),
+            health_controller({"database": registry.primary.ping}),
             mcp.route(authenticate=auth.authenticate_scope),
             *auth.route_handlers,
             *CONTROLLERS,
         ],
         middleware=auth.middleware,
-        dependencies={
-            "database": Provide(lambda: database, sync_to_thread=False),
-            "registry": Provide(lambda: registry, sync_to_thread=False),
-        },
+        dependencies={"registry": Provide(lambda: registry, sync_to_thread=False)},
         lifespan=[lifespan],
         openapi_config=openapi_config(
             "Tool Registry",
@@ -60,7 +56,6 @@ def build_app(settings: RegistrySettings) -> Litestar:
         ),
         cors_config=cors_config(settings.cors_origins),
         request_max_body_size=settings.max_request_bytes,
-        state={"settings": settings, "database": database},
     )
 
 

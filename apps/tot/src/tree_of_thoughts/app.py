@@ -70,7 +70,6 @@ def build_app(settings: TotSettings) -> Litestar:
         ),
         cors_config=cors_config(settings.cors_origins),
         request_max_body_size=settings.max_request_bytes,
-        state={"settings": settings},
     )
 
 
