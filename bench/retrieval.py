@@ -278,7 +278,7 @@ async def main() -> None:
     parser.add_argument("--fit", action="store_true", help="fit the calibration on half A and print it")
     parser.add_argument("--json", type=Path, help="also write the held-out rows here (bench/report.py reads them)")
     args = parser.parse_args()
-    rows: list[dict[str, object]] = []
+    table: list[dict[str, object]] = []
     tools, queries = load()
     embedder = LocalEmbedder()
     started = time.perf_counter()
@@ -302,7 +302,7 @@ async def main() -> None:
                     both = union(feats, text)
                     for mode, (v, t, b) in fit([both[i] for i in half_a], [evaluated[i] for i in half_a]).items():
                         print(f'    "{mode}": Calibration(vector={v:.2f}, text={t:.2f}, bias={b:.2f}),')
-                rows += report(
+                table += report(
                     f"{label}, held-out half B",
                     [feats[i] for i in half_b],
                     [text[i] for i in half_b],
@@ -317,7 +317,7 @@ async def main() -> None:
                     print("\n".join(calibration_table(feats, evaluated, mode)))
     if args.json:
         description = "Retrieval quality on the MetaTool dev split (held-out half B), by ranking mode"
-        args.json.write_text(json.dumps({"bench": "retrieval", "description": description, "rows": rows}))
+        args.json.write_text(json.dumps({"bench": "retrieval", "description": description, "rows": table}))
 
 
 if __name__ == "__main__":
