@@ -167,17 +167,22 @@ def plots(results: dict[str, dict[str, Any]]) -> dict[str, str]:
     for name, rows in tables:
         size, p50 = _column(rows, "catalogue", "size", "tools"), _column(rows, "p50")
         if size and p50 and "latency_vs_catalogue" not in made:
-            fig, ax = plt.subplots(figsize=(6, 4))
-            for key in [k for k in rows[0] if "p50" in k.lower() or "p99" in k.lower()]:
-                ax.plot(_values(rows, size), _values(rows, key), marker="o", label=key)
-            ax.set(xscale="log", xlabel=size, ylabel="latency (ms)", title=f"Search latency vs catalogue size ({name})")
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            for label, series in _series(rows, "interface", "concurrency").items():
+                for key in [k for k in rows[0] if k.lower() in ("p50", "p99")]:
+                    style = "-" if key.lower() == "p50" else "--"
+                    ax.plot(_values(series, size), _values(series, key), style, marker="o", label=f"{label} {key}")
+            ax.set(xscale="log", yscale="log", xlabel=size, ylabel="latency (ms)")
+            ax.set_title(f"Search latency vs catalogue size ({name})")
             ax.legend()
             made["latency_vs_catalogue"] = save(fig, "latency_vs_catalogue.png")
         conc, rate = _column(rows, "concurrency"), _column(rows, "req/s", "rps", "throughput")
         if conc and rate and "throughput_vs_concurrency" not in made:
             fig, ax = plt.subplots(figsize=(6, 4))
-            ax.plot(_values(rows, conc), _values(rows, rate), marker="o")
+            for label, series in _series(rows, "tools", "interface").items():
+                ax.plot(_values(series, conc), _values(series, rate), marker="o", label=label)
             ax.set(xlabel=conc, ylabel=rate, title=f"Throughput vs concurrency ({name})")
+            ax.legend(fontsize="small")
             made["throughput_vs_concurrency"] = save(fig, "throughput_vs_concurrency.png")
         latency, wall, ideal = _column(rows, "L (s)"), _column(rows, "wall (s)"), _column(rows, "ideal")
         if latency and wall and "tot_wall_vs_llm_latency" not in made:
@@ -193,6 +198,9 @@ def plots(results: dict[str, dict[str, Any]]) -> dict[str, str]:
             made["tot_wall_vs_llm_latency"] = save(fig, "tot_wall_vs_llm_latency.png")
         mode, r1 = _column(rows, "mode"), _column(rows, "R@1", "recall@1")
         if mode and r1 and "retrieval_by_mode" not in made:
+            setting = _column(rows, "setting")
+            if setting:  # one group of bars per plot: the first setting (e.g. zero-shot)
+                rows = [row for row in rows if row[setting] == rows[0][setting]]
             metrics = [k for k in rows[0] if re.search(r"(r@|recall@|mrr)", k.lower())]
             fig, ax = plt.subplots(figsize=(7, 4))
             width = 0.8 / max(len(metrics), 1)
@@ -200,10 +208,21 @@ def plots(results: dict[str, dict[str, Any]]) -> dict[str, str]:
             for i, key in enumerate(metrics):
                 ax.bar([x + i * width for x in range(len(rows))], _values(rows, key), width, label=key)
             ax.set_xticks([x + width * (len(metrics) - 1) / 2 for x in range(len(rows))], labels, rotation=20)
-            ax.set(ylim=(0, 1), title=f"Retrieval quality by mode ({name})")
+            subtitle = f", {rows[0][setting]}" if setting else ""
+            ax.set(ylim=(0, 1), title=f"Retrieval quality by mode ({name}{subtitle})")
             ax.legend()
             made["retrieval_by_mode"] = save(fig, "retrieval_by_mode.png")
     return made
+
+
+def _series(rows: list[dict[str, Any]], *keys: str) -> dict[str, list[dict[str, Any]]]:
+    """Rows split into plot lines by the given columns (those present), e.g. interface and concurrency."""
+    present = [k for k in keys if k in rows[0]]
+    series: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        label = " ".join(f"{row[k]}" if k == "interface" else f"{k} {row[k]}" for k in present) or "all"
+        series.setdefault(label, []).append(row)
+    return series
 
 
 PLOT_TITLES = {
