@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import hashlib
 import itertools
-import json
 import operator
 import tempfile
 import time
@@ -20,7 +18,8 @@ import httpx
 import pytest
 
 from platform_common.http import ObservedApp
-from tests.servers import free_port, running_server
+from tests.servers import running_server
+from tests.tot.issuing_app import settings_with_clients
 from tests.tot.llm_double import ChatRequest, ScriptedLLM
 from tree_of_thoughts.app import build_app
 from tree_of_thoughts.config import TotSettings
@@ -234,27 +233,13 @@ async def test_a_run_left_running_by_a_dead_replica_reads_as_failed(database_url
 
 def test_callers_see_only_their_own_runs_and_need_the_right_scopes() -> None:
     """With real tokens from the built-in issuer: others' runs are 404 (not 403), scopes are enforced."""
-    secrets = {"alice": "alice-secret", "bob": "bob-secret", "reader": "reader-secret"}
-    scopes = {"alice": ["tot:run", "tot:read"], "bob": ["tot:run", "tot:read"], "reader": ["tot:read"]}
-    clients = [
-        {"client_id": name, "secret_sha256": hashlib.sha256(secret.encode()).hexdigest(), "scopes": scopes[name]}
-        for name, secret in secrets.items()
-    ]
-    port = free_port()
-    config = TotSettings.from_env(
-        {},
-        auth_mode="jwt",
-        oauth_clients=json.dumps(clients),
-        port=port,
-        issuer_url=f"http://127.0.0.1:{port}",
-        metrics_port=0,
-        rate_limit_per_minute=0,
-        data_dir=tempfile.mkdtemp(),
+    config = settings_with_clients(
+        {"alice": ["tot:run", "tot:read"], "bob": ["tot:run", "tot:read"], "reader": ["tot:read"]}
     )
-    with running_server(ObservedApp(build_app(config)), port=port) as base, httpx.Client(base_url=base) as http:
+    with running_server(ObservedApp(build_app(config)), port=config.port) as base, httpx.Client(base_url=base) as http:
 
         def as_(name: str) -> dict[str, str]:
-            issued = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(name, secrets[name]))
+            issued = http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(name, f"{name}-secret"))
             return {"Authorization": f"Bearer {issued.json()['access_token']}"}
 
         alice, bob, reader = as_("alice"), as_("bob"), as_("reader")

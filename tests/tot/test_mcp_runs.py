@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import json
 import tempfile
@@ -18,7 +17,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from platform_common.http import ObservedApp
-from tests.servers import free_port, running_server
+from tests.servers import running_server
+from tests.tot.issuing_app import settings_with_clients
 from tests.tot.llm_double import ChatRequest, ScriptedLLM
 from tree_of_thoughts.app import build_app
 from tree_of_thoughts.config import TotSettings
@@ -134,28 +134,14 @@ async def test_cancel_run_stops_a_long_run(slow_tot_url: str, mode: str) -> None
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_tools_act_for_the_token_subject_and_check_scopes(mode: str) -> None:
-    secrets = {"alice": "alice-secret", "reader": "reader-secret"}
-    scopes = {"alice": ["tot:run", "tot:read"], "reader": ["tot:read"]}
-    clients = [
-        {"client_id": name, "secret_sha256": hashlib.sha256(secret.encode()).hexdigest(), "scopes": scopes[name]}
-        for name, secret in secrets.items()
-    ]
-    port = free_port()
-    config = TotSettings.from_env(
-        {},
-        auth_mode="jwt",
-        oauth_clients=json.dumps(clients),
-        port=port,
-        issuer_url=f"http://127.0.0.1:{port}",
-        metrics_port=0,
-        rate_limit_per_minute=0,
-        data_dir=tempfile.mkdtemp(),
-    )
-    with running_server(ObservedApp(build_app(config)), port=port) as base:
+    config = settings_with_clients({"alice": ["tot:run", "tot:read"], "reader": ["tot:read"]})
+    with running_server(ObservedApp(build_app(config)), port=config.port) as base:
         tokens = {}
         async with httpx.AsyncClient(base_url=base) as http:
-            for name, secret in secrets.items():
-                issued = await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=(name, secret))
+            for name in ("alice", "reader"):
+                issued = await http.post(
+                    "/oauth/token", data={"grant_type": "client_credentials"}, auth=(name, f"{name}-secret")
+                )
                 tokens[name] = issued.json()["access_token"]
 
         def connect(name: str) -> tuple[httpx2.AsyncClient, Client]:
