@@ -11,10 +11,10 @@ export PIP_CONFIG_FILE := /dev/null
 export PIP_FIND_LINKS :=
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help run test lint typecheck unit charts images-lint bench clean
+.PHONY: help run test lint typecheck unit charts images-lint bench clean system-packages
 
 help:  ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(UV):
 	@python3 -m venv $(TOOLS)
@@ -30,6 +30,9 @@ $(TOOLS)/bin/helm: scripts/install_helm.py | $(UV)
 $(TOOLS)/checkov/bin/checkov: scripts/install_checkov.py | $(UV)
 	@$(TOOLS)/bin/python scripts/install_checkov.py
 
+system-packages:  ## Prometheus and nginx from Debian's packages, for the tests that start them (when apt-get can)
+	@scripts/install_system_packages.sh
+
 run: .venv/.synced  ## Run the registry (127.0.0.1:8000) and the ToT server (127.0.0.1:8001) with an embedded database
 	@$(UV) run --locked --no-sync python -m platform_common.devstack
 
@@ -41,7 +44,7 @@ lint: .venv/.synced  ## ruff and hadolint
 typecheck: .venv/.synced  ## mypy, strict on apps/
 	@$(UV) run --no-sync mypy
 
-test: lint typecheck $(TOOLS)/bin/helm $(TOOLS)/checkov/bin/checkov  ## Everything CI runs: lint, types, unit/integration/MCP tests, chart checks
+test: lint typecheck system-packages $(TOOLS)/bin/helm $(TOOLS)/checkov/bin/checkov  ## Everything CI runs: lint, types, unit/integration/MCP tests, chart checks
 	@PATH="$(TOOLS)/bin:$$PATH" $(UV) run --no-sync pytest
 
 bench: .venv/.synced  ## Run the benchmarks in bench/ and record their numbers under docs/

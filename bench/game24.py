@@ -25,7 +25,7 @@ from tree_of_thoughts.engine import SearchParams, run_search
 from tree_of_thoughts.tasks import get_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CSV = REPO_ROOT / ".." / "shared" / "datasets" / "game24" / "24.csv"
+DEFAULT_CSV = REPO_ROOT / "datasets" / "game24" / "24.csv"
 
 CONFIGS = {
     "bfs b=1": SearchParams(strategy="bfs", breadth=1, evaluator="heuristic"),

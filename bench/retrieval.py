@@ -1,5 +1,5 @@
 """Retrieval quality on the MetaTool dev split (199 tools, 4,122 labelled requests; MIT licence,
-see ../shared/datasets/metatool/LICENSE), through the registry's own search code and database.
+see datasets/metatool/LICENSE), through the registry's own search code and database.
 
     uv run python bench/retrieval.py [--fit]
 
@@ -38,7 +38,7 @@ from tool_registry.embeddings import LOCAL_QUERY_PREFIX, LocalEmbedder
 from tool_registry.models import ToolImport
 from tool_registry.registry import Registry
 
-DATA = REPO_ROOT / ".." / "shared" / "datasets" / "metatool"
+DATA = REPO_ROOT / "datasets" / "metatool"
 EXAMPLES_PER_TOOL = 5
 SCHEMA = {"type": "object", "properties": {"request": {"type": "string"}}}
 

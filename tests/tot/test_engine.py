@@ -23,7 +23,7 @@ from tree_of_thoughts.tasks import Game24State, get_task
 
 GAME24 = get_task("game24")
 GENERIC = get_task("generic")
-DATASET = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "game24" / "24.csv"
+DATASET = Path(__file__).resolve().parents[2] / "datasets" / "game24" / "24.csv"
 EXHAUSTIVE = SearchParams(strategy="dfs", breadth=50, value_threshold=0.0, evaluator="heuristic")
 
 _OPS: dict[type[ast.operator], Callable[[Fraction, Fraction], Fraction]] = {

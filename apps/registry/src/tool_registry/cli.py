@@ -15,7 +15,7 @@ from pathlib import Path
 
 import msgspec
 
-from platform_common.embedded_postgres import embedded_postgres_server
+from platform_common.embedded_postgres import EmbeddedPostgresError, embedded_postgres_server
 from platform_common.logs import configure_logging
 from platform_common.problems import ProblemError
 from platform_common.runner import serve
@@ -129,9 +129,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except SettingsError as exc:
         sys.exit(f"tool-registry: {exc}")
     configure_logging(settings.log_level, settings.log_format)
-    if args.command == "serve":
-        _serve(settings)
-    elif args.command == "migrate":
-        _migrate(settings)
-    else:
-        _run_catalogue_command(settings, args)
+    try:
+        if args.command == "serve":
+            _serve(settings)
+        elif args.command == "migrate":
+            _migrate(settings)
+        else:
+            _run_catalogue_command(settings, args)
+    except EmbeddedPostgresError as exc:
+        sys.exit(f"tool-registry {args.command}: {exc}")
