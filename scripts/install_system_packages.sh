@@ -8,7 +8,7 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/
 
 packages=()
 { have prometheus && have promtool; } || packages+=(prometheus)
-have nginx || packages+=(nginx-light)
+have nginx || packages+=(nginx)
 [ ${#packages[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
