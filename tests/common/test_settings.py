@@ -30,3 +30,14 @@ def test_flags_override_environment_and_help_names_the_variable() -> None:
     assert settings.port == 7000
     assert settings.log_level == "DEBUG"
     assert "[env METRICS_PORT]" in " ".join(parser.format_help().split())
+
+
+def test_forwarded_allow_ips_takes_addresses_and_networks_and_names_a_bad_entry() -> None:
+    assert BaseSettings.from_env({}).forwarded_allow_ips == ["127.0.0.1"]
+    settings = BaseSettings.from_env({"FORWARDED_ALLOW_IPS": "10.0.0.0/8, 127.0.0.1, fd00::/8"})
+    assert settings.forwarded_allow_ips == ["10.0.0.0/8", "127.0.0.1", "fd00::/8"]
+    # Host bits set: uvicorn would read it as a literal that never matches, silently trusting nobody.
+    with pytest.raises(SettingsError, match=r"FORWARDED_ALLOW_IPS: '10\.0\.0\.1/8'"):
+        BaseSettings.from_env({"FORWARDED_ALLOW_IPS": "10.0.0.0/8,10.0.0.1/8"})
+    with pytest.raises(SettingsError, match="FORWARDED_ALLOW_IPS: 'ingress-nginx'"):
+        BaseSettings.from_env({"FORWARDED_ALLOW_IPS": "ingress-nginx"})

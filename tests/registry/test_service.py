@@ -7,6 +7,7 @@ import pytest
 from mcp import Client
 from prometheus_client import REGISTRY
 
+from platform_common.settings import SettingsError
 from tool_registry.app import build_app
 from tool_registry.config import RegistrySettings
 
@@ -79,3 +80,22 @@ async def test_mcp_2025_client_negotiates_a_handshake_version(registry_url: str)
         response = await http.post("/mcp", json=body, headers={"Accept": "application/json, text/event-stream"})
     assert response.status_code == 200
     assert response.json()["result"]["protocolVersion"] == "2025-03-26"
+
+
+async def test_public_url_names_the_resource_whatever_host_a_request_claims() -> None:
+    settings = RegistrySettings.from_env(
+        {},
+        database_url="postgresql://nobody:x@127.0.0.1:1/none",
+        api_keys=["0" * 64],
+        public_url="https://registry.example.com/",
+        metrics_port=0,
+    )
+    app = build_app(settings)
+    forged = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+        metadata = (await http.get("/.well-known/oauth-protected-resource", headers=forged)).json()
+        challenge = (await http.get("/api/v1/tools", headers=forged)).headers["www-authenticate"]
+    assert metadata["resource"] == "https://registry.example.com"
+    assert 'resource_metadata="https://registry.example.com/.well-known/oauth-protected-resource"' in challenge
+    with pytest.raises(SettingsError, match="PUBLIC_URL"):
+        RegistrySettings.from_env({"PUBLIC_URL": "registry.example.com"})

@@ -80,7 +80,14 @@ class ObservedApp:
                     method,
                     path,
                     status,
-                    extra={"method": method, "path": path, "status": status, "duration_ms": round(elapsed * 1000, 2)},
+                    extra={
+                        "method": method,
+                        "path": path,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                        # uvicorn put the client behind a trusted proxy here (FORWARDED_ALLOW_IPS).
+                        "client": client[0] if (client := scope.get("client")) else "",
+                    },
                 )
             request_id_var.reset(token)
 

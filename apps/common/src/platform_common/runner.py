@@ -69,8 +69,10 @@ def serve(settings: BaseSettings, factory: str) -> None:
             port=settings.port,
             workers=settings.workers,
             log_config=None,
+            # uvicorn's ProxyHeadersMiddleware takes X-Forwarded-For (the right-most address not in
+            # this set) and X-Forwarded-Proto only from a trusted peer; the uvicorn we require matches CIDRs.
             proxy_headers=True,
-            forwarded_allow_ips="127.0.0.1",
+            forwarded_allow_ips=list(settings.forwarded_allow_ips),
             timeout_graceful_shutdown=20,
             server_header=False,
             # The header limit below exists only in uvicorn's h11 protocol; with httptools installed

@@ -7,6 +7,7 @@ the flag, and its ``Meta(description=...)`` the ``--help`` text. Flags override 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import typing
 from collections.abc import Mapping
@@ -62,6 +63,17 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
         list[str],
         msgspec.Meta(description="Comma-separated Host header values /mcp accepts (DNS-rebinding guard)."),
     ] = msgspec.field(default_factory=list)
+    forwarded_allow_ips: Annotated[
+        list[str],
+        msgspec.Meta(
+            description="Comma-separated proxy addresses and CIDRs whose X-Forwarded-For/-Proto are trusted (* = any)."
+        ),
+    ] = msgspec.field(default_factory=lambda: ["127.0.0.1"])
+
+    def __post_init__(self) -> None:
+        for entry in self.forwarded_allow_ips:
+            if not is_trusted_proxy_entry(entry):
+                raise SettingsError(f"FORWARDED_ALLOW_IPS: {entry!r} is not an IP address, a CIDR or *")
 
     @classmethod
     def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **overrides: Any) -> S:
@@ -108,6 +120,24 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class SettingsError(ValueError):
     """A setting has a value the app cannot use; the message names the variable."""
+
+
+def is_trusted_proxy_entry(entry: str) -> bool:
+    """Whether uvicorn reads ``entry`` as an address or a network.
+
+    uvicorn silently treats anything else as a literal that never matches a peer, so a typo
+    (``10.0.0.1/8``, host bits set) would quietly trust nobody; we refuse it at start-up instead.
+    """
+    if entry == "*":
+        return True
+    try:
+        if "/" in entry:
+            ipaddress.ip_network(entry)
+        else:
+            ipaddress.ip_address(entry)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_list(cls: type[BaseSettings], name: str) -> bool:

@@ -10,7 +10,7 @@ from litestar.di import Provide
 
 from platform_common.auth import REGISTRY_SCOPES, build_auth
 from platform_common.db import migrate
-from platform_common.health import health_controller
+from platform_common.health import database_probe, health_controller, tracked_database_check
 from platform_common.http import ObservedApp, cors_config, create_app, openapi_config
 from platform_common.logs import configure_logging
 from tool_registry import __version__
@@ -28,20 +28,25 @@ def build_app(settings: RegistrySettings) -> Litestar:
     if not settings.database_url:
         raise ValueError("DATABASE_URL is required (tool-registry serve starts an embedded one without it)")
     registry = Registry.build(settings)
+    database_check = tracked_database_check(registry.primary.ping)
     mcp = build_mcp(registry)
     auth = build_auth(
-        settings, scopes_supported=REGISTRY_SCOPES, api_keys=settings.api_keys, api_key_scopes=REGISTRY_SCOPES
+        settings,
+        scopes_supported=REGISTRY_SCOPES,
+        api_keys=settings.api_keys,
+        api_key_scopes=REGISTRY_SCOPES,
+        public_url=settings.public_url,
     )
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
-        async with registry.running(), mcp.lifespan():
+        async with registry.running(), mcp.lifespan(), database_probe(database_check):
             yield
 
     return create_app(
         route_handlers=[
-            health_controller({"database": registry.primary.ping}),
+            health_controller({"database": database_check}),
             mcp.route(authenticate=auth.authenticate_scope),
             *auth.route_handlers,
             *CONTROLLERS,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
-from platform_common.settings import BaseSettings
+from platform_common.settings import BaseSettings, SettingsError
 
 
 class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
@@ -39,3 +40,16 @@ class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
     api_keys: Annotated[
         list[str], msgspec.Meta(description="Comma-separated SHA-256 hex digests of bootstrap API keys (secret).")
     ] = msgspec.field(default_factory=list)
+    public_url: Annotated[
+        str,
+        msgspec.Meta(
+            description="Public base URL (e.g. https://registry.example.com) in RFC 9728 metadata and 401 challenges. "
+            "Empty: the request's scheme and Host (local runs only)."
+        ),
+    ] = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        url = urlsplit(self.public_url)
+        if self.public_url and (url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment):
+            raise SettingsError(f"PUBLIC_URL must be an absolute http(s) URL, got {self.public_url!r}")
