@@ -25,10 +25,12 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
+from platform_common.db import Database
 from platform_common.jwt import InvalidToken, JwksCache, JwtVerifier, KeySource
 from platform_common.problems import ProblemError
-from platform_common.ratelimit import RateLimiter, build_limiter
+from platform_common.ratelimit import Limiter, build_limiter
 from platform_common.settings import BaseSettings, SettingsError
+from platform_common.sharedlimit import SharedRateLimiter
 
 # Every scope the platform knows; AUTH_MODE=none grants them all.
 ALL_SCOPES = frozenset({"tot:run", "tot:read", "registry:read", "registry:write", "registry:call"})
@@ -213,7 +215,7 @@ class AuthMiddleware(ASGIMiddleware):
 
     scopes = (ScopeType.HTTP,)
 
-    def __init__(self, authenticator: Authenticator, limiter: RateLimiter | None) -> None:
+    def __init__(self, authenticator: Authenticator, limiter: Limiter | None) -> None:
         self.authenticator = authenticator
         self.limiter = limiter
 
@@ -224,21 +226,21 @@ class AuthMiddleware(ASGIMiddleware):
             return
         client_key = f"ip:{_client_ip(scope)}"
         if is_public_path(path):
-            self._limit(client_key)
+            await self._limit(client_key)
             await next_app(scope, receive, send)
             return
         try:
             principal = await self.authenticator.authenticate(scope)
         except Unauthorized:
-            self._limit(client_key)
+            await self._limit(client_key)
             raise
-        self._limit(client_key if principal.kind == "anonymous" else f"sub:{principal.subject}")
+        await self._limit(client_key if principal.kind == "anonymous" else f"sub:{principal.subject}")
         scope.setdefault("state", {})["principal"] = principal
         await next_app(scope, receive, send)
 
-    def _limit(self, key: str) -> None:
+    async def _limit(self, key: str) -> None:
         if self.limiter is not None:
-            self.limiter.check(key)
+            await self.limiter.enforce(key)
 
 
 class ResourceMetadata(msgspec.Struct):
@@ -288,12 +290,16 @@ def build_auth(
     api_keys: Sequence[str] = (),
     api_key_scopes: frozenset[str] = frozenset(),
     public_url: str = "",
+    database: Database | None = None,
+    rate_limit_table: str = "",
 ) -> AuthSetup:
     """Authentication and rate limiting for one app, from its settings.
 
-    JWTs are verified with ``key_source`` when given (the issuer verifies in-process) or else with
-    the JWKS at ``AUTH_JWKS_URL``; ``issuer`` overrides ``AUTH_ISSUER``. Refuses to build a
-    ``jwt``-mode app that could accept no credential at all.
+    With a ``database`` the rate limits are shared by every process through ``rate_limit_table``
+    (created by the app's migrations); without one each process limits on its own. JWTs are
+    verified with ``key_source`` when given (the issuer verifies in-process) or else with the JWKS
+    at ``AUTH_JWKS_URL``; ``issuer`` overrides ``AUTH_ISSUER``. Refuses to build a ``jwt``-mode
+    app that could accept no credential at all.
     """
     issuer = issuer or settings.auth_issuer
     if key_source is None and settings.auth_jwks_url:
@@ -320,9 +326,15 @@ def build_auth(
             raise SettingsError("API_KEYS must be SHA-256 hex digests of the keys, not the keys themselves")
     return AuthSetup(
         authenticator=authenticator,
-        middleware=[AuthMiddleware(authenticator, build_limiter(settings.rate_limit_per_minute))],
+        middleware=[AuthMiddleware(authenticator, _limiter(settings, database, rate_limit_table))],
         route_handlers=[resource_metadata_route(authenticator, [issuer], scopes_supported)],
     )
+
+
+def _limiter(settings: BaseSettings, database: Database | None, table: str) -> Limiter | None:
+    if database is None or settings.rate_limit_per_minute == 0:
+        return build_limiter(settings.rate_limit_per_minute)
+    return SharedRateLimiter(settings.rate_limit_per_minute, database, table)
 
 
 def _headers(scope: Scope) -> dict[str, str]:

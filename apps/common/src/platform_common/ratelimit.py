@@ -1,9 +1,9 @@
 """Per-caller request rate limits: a token bucket per key, in this process's memory.
 
-The limit is per replica and per worker process: with N pods and W workers a caller can make up to
-N*W*limit requests a minute in the worst case (load balancing spreads them, so in practice close
-to the limit on each). That is the honest trade-off without a shared store such as Redis; it still
-stops one runaway client from starving a worker, which is what this layer is for.
+``RateLimiter`` alone is per process: with N pods and W workers a caller could make up to
+N*W*limit requests a minute. Apps with a database use ``platform_common.sharedlimit`` instead,
+which shares the buckets through PostgreSQL and falls back to this class when the database is
+unreachable; apps without one (ToT's in-memory mode, tests) use this class directly.
 
 Memory is bounded: buckets live in an LRU of at most ``max_keys`` entries, and a bucket that has
 refilled completely is indistinguishable from a missing one, so idle keys are dropped for free.
@@ -15,6 +15,7 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from typing import Protocol
 
 from platform_common.problems import ProblemError
 
@@ -32,6 +33,12 @@ class RateLimited(ProblemError):
             headers={"Retry-After": str(retry_after)},
         )
         self.retry_after = retry_after
+
+
+class Limiter(Protocol):
+    """What the auth middleware needs: admit one request of ``key`` or raise ``RateLimited``."""
+
+    async def enforce(self, key: str) -> None: ...
 
 
 class RateLimiter:
@@ -73,6 +80,10 @@ class RateLimiter:
         retry_after = self.hit(key)
         if retry_after is not None:
             raise RateLimited(retry_after)
+
+    async def enforce(self, key: str) -> None:
+        """``check`` as a ``Limiter``."""
+        self.check(key)
 
     def __len__(self) -> int:
         return len(self._buckets)

@@ -21,6 +21,7 @@ from tool_registry.registry import Registry
 
 MIGRATIONS = "tool_registry.migrations"
 MIGRATIONS_TABLE = "registry_migrations"
+RATE_LIMITS_TABLE = "registry_rate_limits"  # created by migration 0002
 
 
 def build_app(settings: RegistrySettings) -> Litestar:
@@ -36,6 +37,8 @@ def build_app(settings: RegistrySettings) -> Litestar:
         api_keys=settings.api_keys,
         api_key_scopes=REGISTRY_SCOPES,
         public_url=settings.public_url,
+        database=registry.primary,
+        rate_limit_table=RATE_LIMITS_TABLE,
     )
 
     @asynccontextmanager

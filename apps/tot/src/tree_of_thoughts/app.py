@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 
 from litestar import Litestar
 
 from platform_common.db import Database, migrate
-from platform_common.health import ReadinessCheck, health_controller
+from platform_common.health import ReadinessCheck, database_probe, health_controller, tracked_database_check
 from platform_common.http import ObservedApp, cors_config, create_app, openapi_config
 from platform_common.logs import configure_logging
 from platform_common.settings import SettingsError
@@ -33,17 +33,19 @@ def build_app(settings: TotSettings) -> Litestar:
         if settings.database_url
         else None
     )
-    checks: dict[str, ReadinessCheck] = {"database": database.ping} if database else {}
+    # Without a database there is no mcp_database_up at all (no probe, no series), rather than a 0.
+    checks: dict[str, ReadinessCheck] = {"database": tracked_database_check(database.ping)} if database else {}
     runs = build_run_service(settings, database)
     mcp = build_mcp(settings, runs)
     issuer = build_issuer(settings)
-    auth = tot_auth(settings, issuer)
+    auth = tot_auth(settings, issuer, database)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if database:
             await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
-        async with mcp.lifespan():
+        probe: AbstractAsyncContextManager[None] = database_probe(checks["database"]) if database else nullcontext()
+        async with mcp.lifespan(), probe:
             try:
                 # Workers record how they ended on the way out, so they stop before the pool closes.
                 async with runs.running():

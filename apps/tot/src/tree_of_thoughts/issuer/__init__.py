@@ -14,6 +14,7 @@ from typing import Any
 from litestar.handlers import HTTPRouteHandler
 
 from platform_common.auth import AuthSetup, build_auth
+from platform_common.db import Database
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.issuer.clients import parse_clients
 from tree_of_thoughts.issuer.keys import KeyPolicy
@@ -68,14 +69,19 @@ def build_issuer(settings: TotSettings, keys: KeyManager | None = None) -> Issue
     return Issuer(url=url, keys=keys, tokens=tokens, route_handlers=routes)
 
 
-def tot_auth(settings: TotSettings, issuer: Issuer) -> AuthSetup:
-    """Verification for the ToT server: its own keys in-process, unless AUTH_JWKS_URL names another issuer."""
+def tot_auth(settings: TotSettings, issuer: Issuer, database: Database | None = None) -> AuthSetup:
+    """Verification for the ToT server: its own keys in-process, unless AUTH_JWKS_URL names another issuer.
+
+    With a ``database`` rate limits are shared by every replica (table ``tot_rate_limits``).
+    """
     return build_auth(
         settings,
         scopes_supported=TOT_SCOPES,
         key_source=None if settings.auth_jwks_url else issuer.keys,
         issuer=settings.auth_issuer or issuer.url,
         public_url=settings.issuer_url,
+        database=database,
+        rate_limit_table="tot_rate_limits",
     )
 
 
