@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import msgspec
 from litestar import Controller, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
+from platform_common.metrics import set_database_up
+
+logger = logging.getLogger(__name__)
+
 ReadinessCheck = Callable[[], Awaitable[str | None]]
+
+# Seconds between background database probes: the chart's default readinessProbe period, so
+# mcp_database_up turns 0 within about one probe period of an outage (plus PROBE_TIMEOUT_SECONDS).
+DATABASE_PROBE_SECONDS = 5.0
+PROBE_TIMEOUT_SECONDS = 3.0
 
 
 class Health(msgspec.Struct):
@@ -57,3 +68,46 @@ def health_controller(checks: Mapping[str, ReadinessCheck], timeout: float = 3.0
             return Response(Readiness(status="ready", checks=report), status_code=HTTP_200_OK)
 
     return HealthController
+
+
+def tracked_database_check(ping: ReadinessCheck) -> ReadinessCheck:
+    """``ping`` (e.g. ``Database.ping``) that also publishes its outcome as ``mcp_database_up``."""
+
+    async def check() -> str | None:
+        try:
+            reason = await asyncio.wait_for(ping(), PROBE_TIMEOUT_SECONDS)
+        except Exception:
+            set_database_up(False)
+            raise
+        set_database_up(reason is None)
+        return reason
+
+    return check
+
+
+@contextlib.asynccontextmanager
+async def database_probe(check: ReadinessCheck, interval: float = DATABASE_PROBE_SECONDS) -> AsyncIterator[None]:
+    """Run ``check`` now and then every ``interval`` seconds in the background, for a lifespan.
+
+    So ``mcp_database_up`` follows the database in every worker, whether or not anyone calls /ready.
+    """
+
+    async def loop() -> None:
+        while True:
+            await _probe_once(check)
+            await asyncio.sleep(interval)
+
+    task = asyncio.create_task(loop())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _probe_once(check: ReadinessCheck) -> None:
+    try:
+        await check()
+    except Exception as exc:  # recorded as down by the check; the loop must survive any failure
+        logger.debug("database probe failed: %s", type(exc).__name__)

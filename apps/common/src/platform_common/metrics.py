@@ -4,6 +4,9 @@ Workers write to ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess 
 process aggregates them on ``METRICS_PORT``. The multiprocess collector has no process metrics, so
 we add ours summed over the parent and its workers. The runner sets the directory before this
 module is first imported: prometheus_client picks its storage at import time.
+
+``mcp_database_up`` exists only in processes that probe a database (see ``set_database_up``): the
+uvicorn parent and an in-memory Tree-of-Thoughts export no value rather than a misleading 0.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.metrics_core import Metric
-from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 HTTP_REQUESTS = Counter(
     "mcp_http_requests",
@@ -34,11 +37,54 @@ HTTP_DURATION = Histogram(
     ["method", "path"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0),
 )
-DATABASE_UP = Gauge(
-    "mcp_database_up",
-    "1 when the last readiness check reached the database, else 0.",
-    multiprocess_mode="livemin",
-)
+_database_up: Gauge | None = None
+
+
+def set_database_up(up: bool) -> None:
+    """Publish whether this process's last database probe succeeded (``mcp_database_up``).
+
+    The gauge is created on the first call: an unlabelled multiprocess gauge writes its value file
+    (holding 0) when constructed, and that 0 from a process that never probes (the uvicorn parent)
+    would pin ``livemin`` at 0. Across workers the pod reports the minimum of the live workers.
+    """
+    global _database_up
+    if _database_up is None:
+        _database_up = Gauge(
+            "mcp_database_up",
+            "1 when this pod's last database probe (every few seconds, and on /ready) succeeded, else 0; "
+            "the minimum over its worker processes.",
+            multiprocess_mode="livemin",
+        )
+    _database_up.set(1 if up else 0)
+
+
+class _LiveMultiProcessCollector(MultiProcessCollector):
+    """The multiprocess collector, minus the live-gauge files of worker processes that have exited.
+
+    uvicorn replaces a crashed worker but does not call ``mark_process_dead``: without this a dead
+    worker's last ``mcp_database_up`` (or ``tot_runs_active``) would count forever.
+    """
+
+    def __init__(self, registry: CollectorRegistry, path: str) -> None:
+        super().__init__(registry, path)  # type: ignore[no-untyped-call]
+        self._path = path
+
+    def collect(self) -> Iterable[Metric]:
+        for file in Path(self._path).glob("gauge_live*_*.db"):
+            pid = file.stem.rsplit("_", 1)[1]
+            if pid.isdigit() and not _alive(int(pid)):
+                mark_process_dead(int(pid), self._path)  # type: ignore[no-untyped-call]
+        return super().collect()  # type: ignore[no-any-return,no-untyped-call]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 class _WorkerProcessCollector:
@@ -86,6 +132,6 @@ def _children(parent: int) -> list[int]:
 def start_metrics_server(host: str, port: int) -> None:
     """Serve the aggregated metrics of every worker on ``host:port`` (a daemon thread)."""
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    _LiveMultiProcessCollector(registry, os.environ["PROMETHEUS_MULTIPROC_DIR"])
     registry.register(_WorkerProcessCollector())
     start_http_server(port, addr=host, registry=registry)
