@@ -88,10 +88,18 @@ def test_the_file_store_keeps_private_keys_private_and_detects_stale_writes(tmp_
     assert "d" not in manager.jwks()["keys"][0]  # the JWKS never carries private members
 
 
-def test_the_metric_reports_the_signing_keys_creation_time(tmp_path: Path) -> None:
+def test_the_metric_reports_the_newest_keys_creation_time(tmp_path: Path) -> None:
     clock = Clock()
     manager = KeyManager(FileKeyStore(tmp_path / "keys"), POLICY, clock)
     manager.refresh()
+    first = clock.now
+    assert REGISTRY.get_sample_value("mcp_jwt_key_created_timestamp") == first
+    # Rotation due: the successor is created (pre-published, not yet signing) and the age drops to 0,
+    # so key age > KEY_ROTATION_HOURS means "rotation overdue", never "handover in progress".
+    clock.now += POLICY.rotation
+    manager.refresh()
+    signing_kid, _ = manager.signing_key()
+    assert signing_kid == manager.published_keys()[0].kid  # the first key still signs
     assert REGISTRY.get_sample_value("mcp_jwt_key_created_timestamp") == clock.now
 
 

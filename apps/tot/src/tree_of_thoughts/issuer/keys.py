@@ -26,7 +26,7 @@ RSA_BITS = 2048
 
 KEY_CREATED = Gauge(
     "mcp_jwt_key_created_timestamp",
-    "Unix time at which the current signing key was created.",
+    "Unix time at which the newest signing key (active or pre-published) was created.",
     multiprocess_mode="max",
 )
 

@@ -123,6 +123,8 @@ class KeyManager:
         self._last_reload = self._clock()
         kids = {key.kid for key in ring.keys}
         self._private = {kid: key for kid, key in self._private.items() if kid in kids}
-        signing = self.policy.signing(ring, self._clock())
-        if signing is not None:
-            KEY_CREATED.set(signing.created_at)
+        # The newest key, pre-published ones included: rotation is the creation of a key, so this age
+        # exceeds KEY_ROTATION_HOURS only when rotation is overdue (the alert MCPJWTKeyRotationDue).
+        newest = max((key.created_at for key in ring.keys), default=None)
+        if newest is not None:
+            KEY_CREATED.set(newest)
