@@ -395,8 +395,10 @@ EXPECTED_CONFIG = {
         "RATE_LIMIT_PER_MINUTE",
         "MAX_REQUEST_BYTES",
         "MCP_ALLOWED_HOSTS",
+        "FORWARDED_ALLOW_IPS",
     },
     "tool-registry": {
+        "PUBLIC_URL",
         "EMBEDDING_PROVIDER",
         "EMBEDDING_ENDPOINT_URL",
         "EMBEDDING_MODEL",
@@ -445,6 +447,9 @@ def test_environment_contract(docs: Docs) -> None:
     reg = one(docs, "ConfigMap", f"{RELEASE}-tool-registry")["data"]
     tot = one(docs, "ConfigMap", f"{RELEASE}-tree-of-thoughts")["data"]
     assert reg["AUTH_ISSUER"] == tot["ISSUER_URL"] == tot["AUTH_ISSUER"]
+    # The registry names its public URL itself (never a request's Host); both trust the pod network's proxies.
+    assert reg["PUBLIC_URL"] == "https://" + reg["MCP_ALLOWED_HOSTS"].split(",")[0]  # the public host comes first
+    assert reg["FORWARDED_ALLOW_IPS"] == tot["FORWARDED_ALLOW_IPS"] == "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"
     assert reg["MAX_REQUEST_BYTES"] == "16777216" and tot["MAX_REQUEST_BYTES"] == "1048576"
     assert reg["EMBEDDING_MODEL"] == "all-MiniLM-L6-v2" and reg["EMBEDDING_DIMENSION"] == "384"
     overlap, lifetime, cache = (
@@ -712,7 +717,10 @@ def test_routes_use_one_host_per_app_and_never_metrics(rendered: dict[tuple[str,
     assert set(rules) == {"registry.example.com", "tot.example.com"}
     reg_paths = {p["path"]: p["backend"]["service"] for p in rules["registry.example.com"]}
     tot_paths = {p["path"]: p["backend"]["service"] for p in rules["tot.example.com"]}
-    assert {"/mcp", "/api"} <= set(reg_paths) and {"/mcp", "/oauth", "/.well-known"} <= set(tot_paths)
+    assert {"/mcp", "/api", "/health"} <= set(reg_paths) and {"/mcp", "/oauth", "/.well-known", "/health"} <= set(
+        tot_paths
+    )
+    assert "/ready" not in reg_paths and "/ready" not in tot_paths  # readiness names failing dependencies
     assert all(s == {"name": f"{RELEASE}-tool-registry", "port": {"name": "http"}} for s in reg_paths.values())
     assert all(s == {"name": f"{RELEASE}-tree-of-thoughts", "port": {"name": "http"}} for s in tot_paths.values())
     cert = one(docs, "Certificate", f"{RELEASE}-mcp-platform")
@@ -751,6 +759,7 @@ def test_canary_weights_and_blue_green() -> None:
     refs = {r["name"]: r["weight"] for r in route["spec"]["rules"][0]["backendRefs"]}
     assert refs == {f"{RELEASE}-tool-registry": 80, f"{RELEASE}-tool-registry-canary": 20}
     assert route["spec"]["hostnames"] == ["registry.example.com"]
+    assert {"type": "PathPrefix", "value": "/health"} in [m["path"] for m in route["spec"]["rules"][0]["matches"]]
 
     for active, idle in (("blue", "green"), ("green", "blue")):
         docs = render(

@@ -1,6 +1,7 @@
 {{/*
 Routing table shared by the Ingress and the HTTPRoutes: one host per app (both apps serve /mcp).
-Returns a YAML list of {app, host, service, canary, weight, port, paths}. Metrics ports are never routed.
+Returns a YAML list of {app, host, service, canary, weight, port, paths}. Metrics ports are never routed;
+/health is, for external uptime checks (/ready stays internal: it names failing dependencies).
 */}}
 {{- define "mcp-platform.routes" -}}
 {{- $g := .Values.global -}}
@@ -13,7 +14,7 @@ Returns a YAML list of {app, host, service, canary, weight, port, paths}. Metric
   port: {{ $reg.service.port | default 8000 }}
   canary: {{ $reg.canary.enabled | default false }}
   weight: {{ $reg.canary.weight | default 0 }}
-  paths: ["/mcp", "/api", "/.well-known/oauth-protected-resource"]
+  paths: ["/mcp", "/api", "/.well-known/oauth-protected-resource", "/health"]
 {{- end }}
 {{- if $tot.enabled }}
 - app: tree-of-thoughts
@@ -22,6 +23,6 @@ Returns a YAML list of {app, host, service, canary, weight, port, paths}. Metric
   port: {{ $tot.service.port | default 8001 }}
   canary: {{ $tot.canary.enabled | default false }}
   weight: {{ $tot.canary.weight | default 0 }}
-  paths: ["/mcp", "/api", "/oauth", "/.well-known"]
+  paths: ["/mcp", "/api", "/oauth", "/.well-known", "/health"]
 {{- end }}
 {{- end -}}

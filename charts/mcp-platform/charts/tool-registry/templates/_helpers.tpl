@@ -146,3 +146,19 @@ Deployment tracks, as a YAML list of {track, suffix, tag, replicas, hpa, service
 {{- end -}}
 {{- join "," (uniq $hosts) -}}
 {{- end -}}
+
+{{/* PUBLIC_URL: config.publicUrl, else "<global.publicScheme>://<global.hosts.registry>", else empty. */}}
+{{- define "tool-registry.publicUrl" -}}
+{{- $g := .Values.global | default dict -}}
+{{- $url := tpl .Values.config.publicUrl . -}}
+{{- if not $url -}}
+{{- with dig "hosts" "registry" "" $g }}{{ $url = printf "%s://%s" (dig "publicScheme" "https" $g) . }}{{ end -}}
+{{- end -}}
+{{- $url -}}
+{{- end -}}
+
+{{/* FORWARDED_ALLOW_IPS: global.forwardedAllowIps; standalone, the private ranges (any pod network). */}}
+{{- define "tool-registry.forwardedAllowIps" -}}
+{{- $g := .Values.global | default dict -}}
+{{- join "," (dig "forwardedAllowIps" (list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16") $g) -}}
+{{- end -}}

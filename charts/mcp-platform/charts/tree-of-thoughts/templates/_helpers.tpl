@@ -156,3 +156,9 @@ in-process; fetching its own JWKS through its Service would be circular (no endp
 {{- end -}}
 {{- join "," (uniq $hosts) -}}
 {{- end -}}
+
+{{/* FORWARDED_ALLOW_IPS: global.forwardedAllowIps; standalone, the private ranges (any pod network). */}}
+{{- define "tree-of-thoughts.forwardedAllowIps" -}}
+{{- $g := .Values.global | default dict -}}
+{{- join "," (dig "forwardedAllowIps" (list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16") $g) -}}
+{{- end -}}
