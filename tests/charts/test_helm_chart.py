@@ -864,12 +864,13 @@ def test_alerts_have_runbooks_and_known_metrics(rendered: dict[tuple[str, str, b
     alerts = [r for g in rules[0]["spec"]["groups"] for r in g["rules"] if "alert" in r]
     names = {a["alert"] for a in alerts}
     assert {
-        "McpServerDown",
-        "McpHigh5xxRate",
+        # The names of the hand-written manifests operators migrate from (routes and silences match them).
+        "MCPServerDown",
+        "MCPHighErrorRate",
         "McpHighLatency",
-        "McpHighCpuUsage",
-        "McpHighMemoryUsage",
-        "McpJwtSigningKeyStale",
+        "MCPHighCPUUsage",
+        "MCPHighMemoryUsage",
+        "MCPJWTKeyRotationDue",
         "McpDatabaseUnreachable",
         "RegistryEmbeddingErrors",
         "RegistryUpstreamSyncFailing",
@@ -902,7 +903,8 @@ def test_runbook_base_url_is_configurable() -> None:
     (rule,) = find(docs, "PrometheusRule")
     urls = {r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]}
     assert all(
-        u.startswith("https://runbooks.internal/mcp/Mcp") or u.startswith("https://runbooks.internal/mcp/Reg")
+        u.startswith(("https://runbooks.internal/mcp/Mcp", "https://runbooks.internal/mcp/MCP"))
+        or u.startswith("https://runbooks.internal/mcp/Reg")
         for u in urls
     )
 
