@@ -84,6 +84,12 @@ class AppProcess:
         return self.process.pid
 
     def start(self, *, ready_timeout: float = 60.0) -> AppProcess:
+        self.launch()
+        self.wait_ready(ready_timeout)
+        return self
+
+    def launch(self) -> AppProcess:
+        """Start the process without waiting for it: several apps then boot side by side."""
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{self.name}-{self.port}.log"
         env = {**self.env, "PORT": str(self.port), "METRICS_PORT": str(self.metrics_port)}
@@ -95,7 +101,6 @@ class AppProcess:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        self.wait_ready(ready_timeout)
         return self
 
     def wait_ready(self, timeout: float) -> None:
