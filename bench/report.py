@@ -40,6 +40,7 @@ QUICK_ARGS = {
     "tokens": ["--seconds", "1"],
     "search_latency": ["--sizes", "1000,10000", "--requests", "500"],
     "bulk_import": ["--tools", "2000"],
+    "ratelimit": ["--seconds", "1"],
 }
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(%|ms|s|x)?\s*$")
 
