@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,3 +63,12 @@ def render_values() -> Callable[[str], Rendered]:
         return cache[name]
 
     return render
+
+
+@pytest.fixture(scope="session")
+def runtime_venv() -> Iterator[Path]:
+    """The venv the emulated pods run from (built once per session; see tests/charts/cluster_emulation.py)."""
+    from tests.charts.cluster_emulation import built_runtime_venv
+
+    with built_runtime_venv() as venv:
+        yield venv
