@@ -156,8 +156,9 @@ class SharedRateLimiter:
         while self._next is not None:
             waiting, future = self._waiting, self._next
             self._waiting, self._next = {}, None
-            shared = await self._lease(waiting)
-            future.set_result(shared)
+            # Requests that queued behind a query that just failed need not wait for a second failure.
+            retry = self._shared or self._clock() >= self._retry_at
+            future.set_result(await self._lease(waiting) if retry else False)
 
     async def _lease(self, waiting: dict[str, int]) -> bool:
         """Lease tokens for ``waiting`` (key → requests); False when the database did not answer."""
