@@ -125,3 +125,20 @@ async def test_full_buckets_are_swept_and_memory_is_capped(databases: list[Datab
         await conn.close()
     assert "ip:idle" not in keys and "ip:10.0.0.29" in keys
     assert len(limiter) == 10
+
+
+async def test_a_slow_database_costs_one_short_timeout_then_limits_locally(databases: list[Database]) -> None:
+    conn = await asyncpg.connect(databases[0].url)
+    try:
+        transaction = conn.transaction()
+        await transaction.start()
+        await conn.execute(f"LOCK TABLE {TABLE} IN ACCESS EXCLUSIVE MODE")  # every lease query now blocks
+        limiter = SharedRateLimiter(100, databases[0], TABLE, timeout=0.3)
+        started = time.monotonic()
+        assert all(await asyncio.gather(*(admitted(limiter, "ip:e") for _ in range(20))))
+        assert await admitted(limiter, "ip:e")
+        assert time.monotonic() - started < 1.0  # one 0.3 s timeout for all of them, not one each
+        assert REGISTRY.get_sample_value("mcp_ratelimit_shared") == 0
+        await transaction.rollback()
+    finally:
+        await conn.close()
