@@ -3,9 +3,9 @@
 nginx is configured as an Ingress controller is: it terminates TLS (a certificate made here), sends
 ``X-Forwarded-For: $proxy_add_x_forwarded_for``, ``X-Forwarded-Proto: $scheme``,
 ``X-Forwarded-Host``/``Host: $host``, and balances round-robin over three Tree-of-Thoughts
-processes with two workers each, sharing one PostgreSQL. The apps trust only nginx's address
-(``FORWARDED_ALLOW_IPS=127.0.0.1``) and know their public URLs (``ISSUER_URL``, ``PUBLIC_URL``)
-as the chart sets them.
+processes with two workers each, sharing one PostgreSQL. The apps trust only the proxies
+(``FORWARDED_ALLOW_IPS=127.0.0.0/8,10.0.0.0/8``: nginx, and an inner proxy tier in one test) and
+know their public URLs (``ISSUER_URL``, ``PUBLIC_URL``) as the chart sets them.
 
 Every test client connects from 127.0.0.1, so nginx itself gives each one its address: the realip
 module takes it from an ``X-Test-Client`` header (trusted from 127.0.0.1 only), exactly where a
@@ -222,7 +222,12 @@ def platform() -> Iterator[Platform]:
         database_url = stack.enter_context(dedicated_postgres()).url
         keys_dir = tempfile.mkdtemp(prefix="mcp-proxy-keys-")
         stack.callback(shutil.rmtree, keys_dir, ignore_errors=True)
-        trusted = {"FORWARDED_ALLOW_IPS": "127.0.0.1", "RATE_LIMIT_PER_MINUTE": str(LIMIT), "AUTH_MODE": "jwt"}
+        # nginx (127.0.0.1, as a CIDR) and an inner proxy tier (10.0.0.0/8) are trusted.
+        trusted = {
+            "FORWARDED_ALLOW_IPS": "127.0.0.0/8,10.0.0.0/8",
+            "RATE_LIMIT_PER_MINUTE": str(LIMIT),
+            "AUTH_MODE": "jwt",
+        }
         tots = [
             tot_process(
                 database_url,
@@ -291,6 +296,15 @@ async def test_one_client_spending_its_budget_leaves_another_untouched_and_the_l
     logs = [app.log_text() for app in platform.tots]
     assert all('"client":"192.0.2.10"' in log for log in logs)
     assert not any("203.0.113." in log for log in logs)
+
+
+async def test_behind_a_chain_of_trusted_proxies_the_client_is_the_address_before_them(platform: Platform) -> None:
+    # nginx sees an inner proxy at 10.9.9.9 (trusted) that forwarded for 192.0.2.77.
+    async with platform.client("tot", "10.9.9.9") as client:
+        response = await client.get("/.well-known/jwks.json", headers={"X-Forwarded-For": "192.0.2.77"})
+    assert response.status_code == 200
+    assert any('"client":"192.0.2.77"' in app.log_text() for app in platform.tots)
+    assert not any('"client":"10.9.9.9"' in app.log_text() for app in platform.tots)
 
 
 async def test_discovery_documents_name_the_public_https_urls_whatever_the_host_header(
