@@ -105,8 +105,14 @@ def test_database_up_follows_postgresql_with_two_workers() -> None:
 
 
 def test_in_memory_tot_exports_no_database_up() -> None:
-    """Without DATABASE_URL the ToT keeps runs in memory: no database, so no series (not a misleading 0)."""
+    """Without DATABASE_URL the ToT keeps runs in memory: no database, so no series (not a misleading 0).
+
+    One worker serves inside the runner's own process: its app metrics are exported too (regression: the
+    CLI imported prometheus_client before the runner chose multiprocess mode, and they were not).
+    """
     with tot_process("", WORKERS="1") as app:
+        assert httpx.get(f"{app.url}/health", timeout=5).status_code == 200
         text = httpx.get(f"http://127.0.0.1:{app.metrics_port}/metrics", timeout=5).text
-        assert "mcp_http_requests_total" in text or "process_cpu_seconds_total" in text
+        assert 'mcp_http_requests_total{method="GET",path="/health",status="200"}' in text
+        assert "\nmcp_jwt_key_created_timestamp " in text
         assert database_up(app) == []

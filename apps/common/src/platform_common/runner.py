@@ -29,7 +29,10 @@ def export_settings(settings: BaseSettings) -> None:
 
 
 def _prepare_multiprocess_dir() -> Path:
-    # Must happen before prometheus_client is first imported (it picks its storage then).
+    # Must happen before prometheus_client is first imported (it picks its storage then): imported
+    # earlier, the metrics of a one-worker server (which serves in this process) would never be exported.
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before the runner set PROMETHEUS_MULTIPROC_DIR")
     directory = Path(os.environ.get(_MULTIPROC_ENV) or tempfile.mkdtemp(prefix="mcp-metrics-"))
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)

@@ -11,7 +11,6 @@ from platform_common.logs import configure_logging
 from platform_common.runner import serve
 from platform_common.settings import SettingsError
 from tree_of_thoughts.config import TotSettings
-from tree_of_thoughts.issuer import build_issuer, key_manager
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _keys(settings: TotSettings, action: str) -> None:
+    # Imported here, not at the top: `serve` must import prometheus_client (the issuer's metrics) only
+    # after the runner set PROMETHEUS_MULTIPROC_DIR, or a single-worker server exports no app metrics.
+    from tree_of_thoughts.issuer import key_manager
+
     manager = key_manager(settings)
     if action == "rotate":
         record = manager.rotate()
@@ -65,6 +68,8 @@ def _token(settings: TotSettings, args: argparse.Namespace) -> None:
     if args.ttl_hours is not None and not 0 < args.ttl_hours <= settings.jwt_expiration_hours:
         # A longer token could outlive its key in the JWKS (the overlap is sized for this maximum).
         sys.exit(f"tot: --ttl-hours must be in (0, JWT_EXPIRATION_HOURS={settings.jwt_expiration_hours:g}]")
+    from tree_of_thoughts.issuer import build_issuer  # see _keys
+
     issuer = build_issuer(settings)
     issuer.keys.refresh()
     ttl = args.ttl_hours * 3600 if args.ttl_hours is not None else None
