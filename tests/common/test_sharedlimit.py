@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator
 
@@ -142,3 +143,10 @@ async def test_a_slow_database_costs_one_short_timeout_then_limits_locally(datab
         await transaction.rollback()
     finally:
         await conn.close()
+
+
+async def test_keys_postgresql_could_not_store_are_limited_by_their_digest(databases: list[Database]) -> None:
+    limiter = SharedRateLimiter(3, databases[0], TABLE)
+    for key in ("sub:" + secrets.token_urlsafe(6000), "sub:nul\x00byte"):
+        assert [await admitted(limiter, key) for _ in range(4)] == [True, True, True, False]
+        assert REGISTRY.get_sample_value("mcp_ratelimit_shared") == 1  # the query succeeded: shared

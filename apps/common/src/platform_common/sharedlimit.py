@@ -25,6 +25,7 @@ instead of once per process. A request costs no database round trip in the commo
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import random
@@ -68,6 +69,7 @@ ON CONFLICT (key) DO UPDATE SET
     updated_at = clock_timestamp()
 RETURNING key, granted, tokens
 """  # noqa: S608 - the table name is checked against [a-z_]+; every value is a parameter
+_MAX_KEY_CHARS = 200
 _SWEEP_SQL = "DELETE FROM {table} WHERE updated_at < clock_timestamp() - make_interval(secs => $1)"
 
 
@@ -122,6 +124,10 @@ class SharedRateLimiter:
 
     async def enforce(self, key: str) -> None:
         """Admit one request of ``key`` or raise ``RateLimited`` (429 with ``Retry-After``)."""
+        if len(key) > _MAX_KEY_CHARS or not key.isprintable():
+            # A long or NUL-bearing key (a token's ``sub`` is the caller's text) would fail the whole
+            # batch's query: PostgreSQL's index row limit, text without NUL. Its digest cannot.
+            key = "sha256:" + hashlib.sha256(key.encode(errors="surrogatepass")).hexdigest()
         while True:
             now = self._clock()
             if not self._shared and now < self._retry_at:
