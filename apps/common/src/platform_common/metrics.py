@@ -59,22 +59,31 @@ def set_database_up(up: bool) -> None:
 
 
 class _LiveMultiProcessCollector(MultiProcessCollector):
-    """The multiprocess collector, minus the live-gauge files of worker processes that have exited.
+    """The multiprocess collector, minus live-gauge values of processes that do not serve.
 
     uvicorn replaces a crashed worker but does not call ``mark_process_dead``: without this a dead
-    worker's last ``mcp_database_up`` (or ``tot_runs_active``) would count forever.
+    worker's last ``mcp_database_up`` (or ``tot_runs_active``) would count forever. With several
+    workers the parent only supervises: the live gauges it created at import (their initial 0) are
+    left out too, or a ``livemin`` gauge would read 0 for ever.
     """
 
-    def __init__(self, registry: CollectorRegistry, path: str) -> None:
+    def __init__(self, registry: CollectorRegistry, path: str, *, parent_serves: bool) -> None:
         super().__init__(registry, path)  # type: ignore[no-untyped-call]
         self._path = path
+        self._parent_serves = parent_serves
 
     def collect(self) -> Iterable[Metric]:
-        for file in Path(self._path).glob("gauge_live*_*.db"):
-            pid = file.stem.rsplit("_", 1)[1]
-            if pid.isdigit() and not _alive(int(pid)):
-                mark_process_dead(int(pid), self._path)  # type: ignore[no-untyped-call]
-        return super().collect()  # type: ignore[no-any-return,no-untyped-call]
+        files = []
+        for file in Path(self._path).glob("*.db"):
+            pid = file.stem.rsplit("_", 1)[-1]
+            if file.name.startswith("gauge_live") and pid.isdigit():
+                if not _alive(int(pid)):
+                    mark_process_dead(int(pid), self._path)  # type: ignore[no-untyped-call]
+                    continue
+                if int(pid) == os.getpid() and not self._parent_serves:
+                    continue
+            files.append(str(file))
+        return self.merge(files, accumulate=True)  # type: ignore[no-any-return,no-untyped-call]
 
 
 def _alive(pid: int) -> bool:
@@ -129,9 +138,12 @@ def _children(parent: int) -> list[int]:
     return children
 
 
-def start_metrics_server(host: str, port: int) -> None:
-    """Serve the aggregated metrics of every worker on ``host:port`` (a daemon thread)."""
+def start_metrics_server(host: str, port: int, *, workers: int = 1) -> None:
+    """Serve the aggregated metrics of every worker on ``host:port`` (a daemon thread).
+
+    With ``workers`` > 1 this process (uvicorn's parent) serves no request: its live gauges are ignored.
+    """
     registry = CollectorRegistry()
-    _LiveMultiProcessCollector(registry, os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    _LiveMultiProcessCollector(registry, os.environ["PROMETHEUS_MULTIPROC_DIR"], parent_serves=workers <= 1)
     registry.register(_WorkerProcessCollector())
     start_http_server(port, addr=host, registry=registry)

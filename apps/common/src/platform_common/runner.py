@@ -59,7 +59,7 @@ def serve(settings: BaseSettings, factory: str) -> None:
     if settings.metrics_port:
         from platform_common.metrics import start_metrics_server
 
-        start_metrics_server(settings.host, settings.metrics_port)
+        start_metrics_server(settings.host, settings.metrics_port, workers=settings.workers)
         logger.info("metrics on http://%s:%d/metrics", settings.host, settings.metrics_port)
     # uvicorn re-raises SIGTERM after its graceful shutdown; turn it into SystemExit so the caller's
     # cleanups (stopping an embedded PostgreSQL) still run.
