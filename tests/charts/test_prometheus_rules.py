@@ -122,3 +122,20 @@ def test_unit_tests_catch_a_moved_threshold(change: str, tmp_path: Path) -> None
     else:
         assert proc.returncode != 0, f"{change}: the unit tests still pass\n{proc.stdout}"
         assert "FAILED" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("disabled", ["tool-registry", "tree-of-thoughts"])
+def test_a_disabled_app_has_no_rules(disabled: str, tmp_path: Path) -> None:
+    """The chart renders without one app; that app's rules and its absent(up) are not rendered."""
+    groups = rule_groups("prod", f"{disabled}.enabled=false")
+    rules = [r for g in groups["groups"] for r in g["rules"]]
+    own = {"tool-registry": {"RegistryEmbeddingErrors", "RegistryUpstreamSyncFailing"},
+           "tree-of-thoughts": {"MCPJWTKeyRotationDue"}}  # fmt: skip
+    assert {r["alert"] for r in rules} == ALERTS - own[disabled]
+    down = next(r["expr"] for r in rules if r["alert"] == "MCPServerDown")
+    enabled = ({"tool-registry", "tree-of-thoughts"} - {disabled}).pop()
+    assert f'job="{enabled}"' in down and f'job="{disabled}"' not in down, down
+    path = tmp_path / "rules.yaml"
+    path.write_text(yaml.safe_dump(groups))
+    proc = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
