@@ -14,7 +14,13 @@ from tool_registry.config import RegistrySettings
 
 
 def settings_for(database_url: str, **overrides: Any) -> RegistrySettings:
-    values: dict[str, Any] = {"auth_mode": "none", "metrics_port": 0, "upstream_allowed_hosts": ["127.0.0.1"]}
+    # Upstreams in tests listen on 127.0.0.1 at ephemeral ports: both allowed explicitly.
+    values: dict[str, Any] = {
+        "auth_mode": "none",
+        "metrics_port": 0,
+        "upstream_allowed_hosts": ["127.0.0.1"],
+        "upstream_allowed_ports": ["1024-65535"],
+    }
     return RegistrySettings.from_env({}, database_url=database_url, **{**values, **overrides})
 
 

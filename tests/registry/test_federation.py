@@ -67,13 +67,22 @@ async def test_register_sync_call_and_resync(registry_url: str) -> None:
             assert outside.status_code == 403
             broken = await http.post("/api/v1/servers", json={"name": "broken", "url": "http://a]"})
             assert broken.status_code == 422
-            created = await http.post("/api/v1/servers", json={"name": "up", "url": f"{up}/mcp"})
+            # A trusted upstream: its tools need no review (tests/registry/test_pinning.py covers review).
+            body = {"name": "up", "url": f"{up}/mcp", "auto_approve": True}
+            created = await http.post("/api/v1/servers", json=body)
             assert created.status_code == 201, created.text
-            assert (await http.post("/api/v1/servers", json={"name": "up", "url": f"{up}/mcp"})).status_code == 409
+            assert (await http.post("/api/v1/servers", json=body)).status_code == 409
 
             synced = await http.post("/api/v1/servers/up/sync")
             assert synced.status_code == 200, synced.text
-            assert synced.json() == {"server": "up", "created": 2, "updated": 0, "unchanged": 0, "deactivated": 0}
+            assert synced.json() == {
+                "server": "up",
+                "created": 2,
+                "updated": 0,
+                "unchanged": 0,
+                "deactivated": 0,
+                "held": 0,
+            }
             echo_tool = (await http.get("/api/v1/tools/up.echo")).json()
             assert echo_tool["source"] == "up" and echo_tool["input_schema"]["required"] == ["text"]
             again = (await http.post("/api/v1/servers/up/sync")).json()
@@ -86,7 +95,7 @@ async def test_register_sync_call_and_resync(registry_url: str) -> None:
                 bad = await client.call_tool("call_tool", {"name": "up.add", "arguments": {"a": "two", "b": 3}})
                 assert bad.is_error and "Invalid arguments" in bad.content[0].text  # type: ignore[union-attr]
                 missing = await client.call_tool("call_tool", {"name": "up.add", "arguments": {"a": 1}})
-                assert missing.is_error and "'b' is a required property" in missing.content[0].text  # type: ignore[union-attr]
+                assert missing.is_error and '"b" is a required property' in missing.content[0].text  # type: ignore[union-attr]
 
         # The upstream restarts on the same address without "add": a resync deprecates it.
         with running_server(upstream(with_add=False), port=port):

@@ -56,7 +56,9 @@ def app_env(database_url: str, **extra: str) -> dict[str, str]:
         LOG_LEVEL="INFO",
         RATE_LIMIT_PER_MINUTE="0",
         DATA_DIR=tempfile.mkdtemp(prefix="mcp-rel-data-"),
+        # The apps listen on 127.0.0.1 at ephemeral ports: both allowed explicitly for upstreams.
         UPSTREAM_ALLOWED_HOSTS="127.0.0.1",
+        UPSTREAM_ALLOWED_PORTS="1024-65535",
     )
     env.update(extra)
     return env

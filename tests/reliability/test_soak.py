@@ -67,7 +67,7 @@ async def _soak(admin_url: str, registry: AppProcess, tot: AppProcess) -> None:
             for i, topic in zip(range(60), itertools.cycle(["Weather", "Finance", "Calendar", "Email"]), strict=False)
         ]
         assert (await client.post(f"{r}/api/v1/tools/import", json=items)).status_code == 200
-        server = {"name": "tot", "url": f"{t}/mcp"}
+        server = {"name": "tot", "url": f"{t}/mcp", "auto_approve": True}
         assert (await client.post(f"{r}/api/v1/servers", json=server)).status_code in (200, 201)
         assert (await client.post(f"{r}/api/v1/servers/tot/sync")).status_code == 200
 

@@ -15,11 +15,13 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from platform_common.auth import principal_of, require_scopes
 from platform_common.problems import Problem
-from tool_registry import catalogue
+from tool_registry import catalogue, pinning
 from tool_registry.models import (
+    Approval,
     Categories,
     HistoryEntry,
     ImportResult,
+    PendingTool,
     SearchRequest,
     SearchResponse,
     Server,
@@ -44,7 +46,7 @@ _DESCRIPTIONS = {
     401: "Missing or invalid credentials",
     403: "Missing scope, or upstream host not allowed",
     404: "No such resource",
-    409: "Name already taken",
+    409: "Name already taken, or the pending version to approve changed",
     413: "Request body too large",
     422: "Semantically invalid (e.g. an input_schema that is not an object schema, an unparseable URL)",
     429: "Rate limit exceeded (see Retry-After)",
@@ -239,6 +241,38 @@ class ServerController(Controller):
         self, name: FromPath[str], registry: NamedDependency[Registry], request: Request[Any, Any, Any]
     ) -> SyncResult:
         return await registry.federation.sync(name, actor=actor(request))
+
+    @get(
+        "/{name:str}/pending",
+        guards=WRITE,
+        summary="Upstream tool versions waiting for review",
+        description="New tools and changes of approved ones, as the upstream declared them (untrusted text: "
+        "review before approving). Needs registry:write: agents never see unreviewed descriptions.",
+        responses=problems(403, 404),
+    )
+    async def pending(self, name: FromPath[str], registry: NamedDependency[Registry]) -> list[PendingTool]:
+        async with registry.primary.connection() as conn:
+            await registry.federation.server(conn, name)
+            return await pinning.pending(conn, name)
+
+    @post(
+        "/{name:str}/tools/{tool:str}/approve",
+        guards=WRITE,
+        status_code=200,
+        summary="Approve a pending version of an upstream tool",
+        description="`tool` is the tool's name on the upstream; `digest` the pending version reviewed (409 if "
+        "the upstream changed it since). The catalogue serves that version from now on.",
+        responses=problems(403, 404, 409),
+    )
+    async def approve(
+        self,
+        name: FromPath[str],
+        tool: FromPath[str],
+        data: JSONBody[Approval],
+        registry: NamedDependency[Registry],
+        request: Request[Any, Any, Any],
+    ) -> Tool:
+        return await registry.federation.approve(name, tool, data.digest, actor=actor(request))
 
 
 CONTROLLERS = [ToolController, QueryController, ServerController]

@@ -16,6 +16,7 @@ from platform_common.logs import configure_logging
 from tool_registry import __version__
 from tool_registry.api import CONTROLLERS
 from tool_registry.config import RegistrySettings
+from tool_registry.egress import Resolver
 from tool_registry.mcp_tools import build_mcp
 from tool_registry.registry import Registry
 
@@ -24,11 +25,12 @@ MIGRATIONS_TABLE = "registry_migrations"
 RATE_LIMITS_TABLE = "registry_rate_limits"  # created by migration 0002
 
 
-def build_app(settings: RegistrySettings) -> Litestar:
-    """Assemble the app for ``settings``; tests call this directly, the CLI through ``factory``."""
+def build_app(settings: RegistrySettings, *, resolver: Resolver | None = None) -> Litestar:
+    """Assemble the app for ``settings``; tests call this directly (``resolver``: their DNS for
+    upstream hosts), the CLI through ``factory``."""
     if not settings.database_url:
         raise ValueError("DATABASE_URL is required (tool-registry serve starts an embedded one without it)")
-    registry = Registry.build(settings)
+    registry = Registry.build(settings, resolver=resolver)
     database_check = tracked_database_check(registry.primary.ping)
     mcp = build_mcp(registry)
     auth = build_auth(

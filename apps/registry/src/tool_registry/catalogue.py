@@ -33,12 +33,14 @@ from tool_registry.models import (
     ToolIn,
     ToolPage,
     ToolPatch,
+    provenance,
 )
+from tool_registry.validation import schema_problem
 
 # The columns a Tool is built from (``t`` is the tools row).
 TOOL_COLUMNS = (
     "t.name, t.title, t.description, t.category, t.tags, t.input_schema, t.output_schema, t.annotations, "
-    "t.version, t.status, t.examples, t.source, t.created_at, t.updated_at"
+    "t.version, t.status, t.examples, t.source, t.created_at, t.updated_at, t.approved_digest"
 )
 # What a history row keeps of a tool: everything but the derived search document.
 _SNAPSHOT = "- 'search_text'"
@@ -89,6 +91,10 @@ def check_schemas(item: ToolIn, prefix: str = "") -> list[dict[str, Any]]:
             validator.check_schema(schema)
         except jsonschema.SchemaError as exc:
             errors.append({"key": prefix + key, "message": f"not a valid JSON Schema: {exc.message}"[:500]})
+            continue
+        # Arguments are checked with a linear-time regex engine (validation.py): refuse schemas it cannot use.
+        if key == "input_schema" and (problem := schema_problem(schema)):
+            errors.append({"key": prefix + key, "message": f"not usable for argument checks: {problem}"[:500]})
     return errors
 
 
@@ -132,6 +138,7 @@ def row_to_tool(row: asyncpg.Record) -> Tool:
         source=row["source"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        provenance=provenance(row["source"], row["approved_digest"]),
     )
 
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from platform_common.settings import BaseSettings, SettingsError
+from tool_registry.egress import EgressPolicy
 
 
 class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
@@ -32,8 +33,18 @@ class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
     ] = 384
     enable_cache: Annotated[bool, msgspec.Meta(description="Cache query embeddings in memory (LRU).")] = True
     upstream_allowed_hosts: Annotated[
-        list[str], msgspec.Meta(description="Comma-separated hosts upstream MCP servers may live on.")
+        list[str],
+        msgspec.Meta(
+            description="Comma-separated hosts upstream MCP servers may live on: names, *.suffix, IPs, CIDRs. "
+            "Names must resolve to public addresses; a non-public one must be listed as an IP or CIDR."
+        ),
     ] = msgspec.field(default_factory=list)
+    upstream_allowed_ports: Annotated[
+        list[str], msgspec.Meta(description="Comma-separated ports or ranges (8000-8099) upstream URLs may use.")
+    ] = msgspec.field(default_factory=lambda: ["443", "80"])
+    upstream_max_tools: Annotated[
+        int, msgspec.Meta(ge=1, le=100_000, description="Most tools one upstream may list; more fails its sync.")
+    ] = 1000
     upstream_sync_interval_seconds: Annotated[
         int, msgspec.Meta(ge=10, description="Seconds between upstream re-syncs.")
     ] = 300
@@ -53,3 +64,7 @@ class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
         url = urlsplit(self.public_url)
         if self.public_url and (url.scheme not in ("http", "https") or not url.hostname or url.query or url.fragment):
             raise SettingsError(f"PUBLIC_URL must be an absolute http(s) URL, got {self.public_url!r}")
+        try:
+            EgressPolicy.parse(self.upstream_allowed_hosts, self.upstream_allowed_ports)
+        except ValueError as exc:
+            raise SettingsError(f"UPSTREAM_ALLOWED_HOSTS/UPSTREAM_ALLOWED_PORTS: {exc}") from exc

@@ -93,6 +93,19 @@ class ToolPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     examples: Examples | UnsetType = UNSET
 
 
+class Provenance(msgspec.Struct, kw_only=True):
+    """Where an upstream tool's description and schemas come from: text written by that server,
+    not by the registry, served in the version whose digest was approved."""
+
+    upstream: str
+    approved_digest: str | None
+
+
+def provenance(source: str, approved_digest: str | None) -> Provenance | None:
+    """``None`` for tools written by the registry's own admins (``source`` 'manual')."""
+    return None if source == "manual" else Provenance(upstream=source, approved_digest=approved_digest)
+
+
 class Tool(msgspec.Struct, kw_only=True):
     """A tool as the registry reports it."""
 
@@ -110,6 +123,7 @@ class Tool(msgspec.Struct, kw_only=True):
     source: str
     created_at: datetime
     updated_at: datetime
+    provenance: Provenance | None = None
 
 
 class ToolPage(msgspec.Struct):
@@ -152,6 +166,7 @@ class SearchHit(msgspec.Struct, kw_only=True):
     version: str
     status: Status
     source: str
+    provenance: Provenance | None = None
 
 
 class SearchResponse(msgspec.Struct):
@@ -188,18 +203,41 @@ class Stats(msgspec.Struct):
 
 
 class ServerIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """An upstream MCP server. The secret itself is never sent: ``auth_env`` names the registry's
-    environment variable that holds the bearer token."""
+    """An upstream MCP server. The secret itself is never sent: ``credential`` names ``<NAME>``, and the
+    registry reads the bearer token from its variable ``UPSTREAM_CREDENTIAL_<NAME>``."""
 
     name: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     url: Annotated[str, Meta(min_length=8, max_length=2048, pattern=r"^https?://")]
-    auth_env: Annotated[str, Meta(pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")] | None = None
+    credential: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^[A-Z0-9_]{1,64}$",
+                description="<NAME> of the registry's UPSTREAM_CREDENTIAL_<NAME> variable holding the bearer token.",
+            ),
+        ]
+        | None
+    ) = None
+    allow_insecure_http: Annotated[
+        bool, Meta(description="Let the credential travel over plain http://, to a loopback host only (tests, dev).")
+    ] = False
+    auto_approve: Annotated[
+        bool, Meta(description="Trusted upstream: apply new and changed tools at sync without review.")
+    ] = False
+    on_change: Annotated[
+        Literal["keep", "disable"],
+        Meta(description="While a changed tool awaits review: keep serving the approved version, or disable it."),
+    ] = "keep"
+    auth_env: Annotated[str | None, Meta(description="Removed (any value is refused): use credential.")] = None
 
 
 class Server(msgspec.Struct, kw_only=True):
     name: str
     url: str
-    auth_env: str | None
+    credential: str | None
+    allow_insecure_http: bool
+    auto_approve: bool
+    on_change: str
     created_at: datetime
     last_sync_at: datetime | None
     last_sync_error: str | None
@@ -212,3 +250,24 @@ class SyncResult(msgspec.Struct):
     updated: int
     unchanged: int
     deactivated: int
+    held: Annotated[int, Meta(description="New or changed tools now waiting for review.")] = 0
+
+
+class PendingTool(msgspec.Struct, kw_only=True):
+    """A version of an upstream tool waiting for an admin's approval."""
+
+    server: str
+    upstream_name: str
+    tool: str
+    change: Literal["new", "changed"]
+    digest: str
+    approved_digest: str | None
+    definition: ToolIn
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+class Approval(msgspec.Struct, forbid_unknown_fields=True):
+    """The digest the admin reviewed: approval fails (409) if the pending version changed since."""
+
+    digest: Annotated[str, Meta(pattern=r"^sha256:[0-9a-f]{64}$")]

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from platform_common.db import Database
 from tool_registry import catalogue, observability, search
 from tool_registry.config import RegistrySettings
+from tool_registry.egress import Resolver
 from tool_registry.embeddings import Embedder, EmbeddingError, QueryCache, build_embedder
 from tool_registry.federation import Federation
 from tool_registry.indexer import Indexer
@@ -47,7 +48,8 @@ class Registry:
     _categories: tuple[float, Categories] | None = field(default=None, init=False)
 
     @classmethod
-    def build(cls, settings: RegistrySettings) -> Registry:
+    def build(cls, settings: RegistrySettings, *, resolver: Resolver | None = None) -> Registry:
+        """``resolver`` replaces the system's DNS for upstream hosts (tests pointing names at loopback)."""
         primary = Database(
             settings.database_url, max_size=settings.database_pool_max, timeout=settings.database_timeout_seconds
         )
@@ -66,7 +68,10 @@ class Registry:
             primary,
             indexer,
             allowed_hosts=settings.upstream_allowed_hosts,
+            allowed_ports=settings.upstream_allowed_ports,
             interval=settings.upstream_sync_interval_seconds,
+            max_tools=settings.upstream_max_tools,
+            resolver=resolver,
         )
         return cls(settings, primary, replica, embedder, indexer, federation, QueryCache(enabled=settings.enable_cache))
 

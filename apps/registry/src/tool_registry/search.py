@@ -22,7 +22,7 @@ from typing import Literal
 import asyncpg
 
 from tool_registry.embeddings import Vectors
-from tool_registry.models import SearchHit
+from tool_registry.models import SearchHit, provenance
 
 Mode = Literal["hybrid", "vector", "text"]
 
@@ -48,7 +48,7 @@ CALIBRATION: dict[Mode, Calibration] = {
     "text": Calibration(vector=0.00, text=8.52, bias=-6.75),
 }
 # Only what a hit shows: schemas and examples are large and a search never returns them.
-HIT_COLUMNS = "t.name, t.title, t.description, t.category, t.tags, t.version, t.status, t.source"
+HIT_COLUMNS = "t.name, t.title, t.description, t.category, t.tags, t.version, t.status, t.source, t.approved_digest"
 # ts_rank_cd normalisation 32: rank / (rank + 1), a fixed map into [0, 1).
 TEXT_RANK = "ts_rank_cd(t.search_text, q.tsq, 32)"
 
@@ -171,6 +171,7 @@ async def candidates(
                 version=row["version"],
                 status=row["status"],
                 source=row["source"],
+                provenance=provenance(row["source"], row["approved_digest"]),
             ),
             cosine=float(row["cosine"] or 0.0),
             text_rank=float(row["text_rank"] or 0.0),
