@@ -184,7 +184,12 @@ async def test_end_to_end_tot_issues_and_the_registry_verifies_over_jwks(tmp_pat
                 assert response.status_code == 401, response.text
             metadata = (await http.get("/.well-known/oauth-protected-resource")).json()
             assert metadata["authorization_servers"] == [tot_url]
-            assert metadata["scopes_supported"] == ["registry:call", "registry:read", "registry:write"]
+            assert metadata["scopes_supported"] == [
+                "registry:audit",
+                "registry:call",
+                "registry:read",
+                "registry:write",
+            ]
 
 
 async def _mcp_works(url: str, token: str) -> None:

@@ -33,9 +33,9 @@ from platform_common.settings import BaseSettings, SettingsError
 from platform_common.sharedlimit import SharedRateLimiter
 
 # Every scope the platform knows; AUTH_MODE=none grants them all.
-ALL_SCOPES = frozenset({"tot:run", "tot:read", "registry:read", "registry:write", "registry:call"})
+ALL_SCOPES = frozenset({"tot:run", "tot:read", "registry:read", "registry:write", "registry:call", "registry:audit"})
 # What the registry's bootstrap API keys (API_KEYS) grant: full control of the registry, nothing on ToT.
-REGISTRY_SCOPES = frozenset({"registry:read", "registry:write", "registry:call"})
+REGISTRY_SCOPES = frozenset({"registry:read", "registry:write", "registry:call", "registry:audit"})
 
 
 class InsufficientScope(ProblemError):
@@ -52,11 +52,13 @@ class InsufficientScope(ProblemError):
 
 
 class Principal(msgspec.Struct, frozen=True):
-    """The authenticated caller: ``subject`` owns what it creates (e.g. ToT runs)."""
+    """The authenticated caller: ``subject`` owns what it creates (e.g. ToT runs); ``groups`` come
+    from the token's groups claim and let the registry's tool policy grant rights per team."""
 
     subject: str
     scopes: frozenset[str]
     kind: Literal["jwt", "api_key", "anonymous"] = "jwt"
+    groups: frozenset[str] = frozenset()
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
@@ -123,10 +125,23 @@ def hash_api_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    """``sub`` → subject, space-separated ``scope`` → scopes."""
+def principal_from_claims(claims: Mapping[str, Any], groups_claim: str = "groups") -> Principal:
+    """``sub`` → subject, space-separated ``scope`` → scopes, the ``groups_claim`` → groups.
+
+    ``groups_claim`` is a dotted path (``realm_access.roles`` for Keycloak) to a list of strings or
+    a space-separated string; anything else there means no groups, never an error: a token without
+    groups simply matches no group rule.
+    """
     scope = claims.get("scope")
-    return Principal(subject=claims["sub"], scopes=frozenset(scope.split() if isinstance(scope, str) else ()))
+    value: Any = claims
+    for part in groups_claim.split(".") if groups_claim else ():
+        value = value.get(part) if isinstance(value, Mapping) else None
+    if isinstance(value, str):
+        value = value.split()
+    groups = frozenset(g for g in value if isinstance(g, str)) if isinstance(value, list) else frozenset()
+    return Principal(
+        subject=claims["sub"], scopes=frozenset(scope.split() if isinstance(scope, str) else ()), groups=groups
+    )
 
 
 class Authenticator:
@@ -145,8 +160,10 @@ class Authenticator:
         api_key_digests: Sequence[str] = (),
         api_key_scopes: frozenset[str] = frozenset(),
         public_url: str = "",
+        groups_claim: str = "groups",
     ) -> None:
         self.mode = mode
+        self.groups_claim = groups_claim
         self.verifier = verifier
         self.api_key_digests = [digest.strip().lower() for digest in api_key_digests if digest.strip()]
         self.api_key_scopes = api_key_scopes
@@ -186,7 +203,7 @@ class Authenticator:
         except InvalidToken as exc:
             logger.info("rejected bearer token: %s", exc)
             raise self._unauthorized(scope, "The bearer token is invalid.", token_given=True) from None
-        return principal_from_claims(claims)
+        return principal_from_claims(claims, self.groups_claim)
 
     def _from_api_key(self, scope: Scope, key: str) -> Principal:
         digest = hash_api_key(key[:_MAX_API_KEY_CHARS])
@@ -292,13 +309,15 @@ def build_auth(
     public_url: str = "",
     database: Database | None = None,
     rate_limit_table: str = "",
+    groups_claim: str = "groups",
 ) -> AuthSetup:
     """Authentication and rate limiting for one app, from its settings.
 
     With a ``database`` the rate limits are shared by every process through ``rate_limit_table``
     (created by the app's migrations); without one each process limits on its own. JWTs are
     verified with ``key_source`` when given (the issuer verifies in-process) or else with the JWKS
-    at ``AUTH_JWKS_URL``; ``issuer`` overrides ``AUTH_ISSUER``. Refuses to build a ``jwt``-mode
+    at ``AUTH_JWKS_URL``; ``issuer`` overrides ``AUTH_ISSUER``; ``groups_claim`` names the token
+    claim read into ``Principal.groups``. Refuses to build a ``jwt``-mode
     app that could accept no credential at all.
     """
     issuer = issuer or settings.auth_issuer
@@ -320,6 +339,7 @@ def build_auth(
         api_key_digests=api_keys,
         api_key_scopes=api_key_scopes,
         public_url=public_url,
+        groups_claim=groups_claim,
     )
     for digest in authenticator.api_key_digests:
         if not re.fullmatch(r"[0-9a-f]{64}", digest):

@@ -6,6 +6,7 @@ guard, call the ``Registry``, encode. Every error is an RFC 9457 problem documen
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, patch, post, put
@@ -16,6 +17,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from platform_common.auth import principal_of, require_scopes
 from platform_common.problems import Problem
 from tool_registry import catalogue, pinning
+from tool_registry.audit import AuditPage, Outcome
 from tool_registry.models import (
     Approval,
     Categories,
@@ -35,10 +37,13 @@ from tool_registry.models import (
     ToolPage,
     ToolPatch,
 )
+from tool_registry.policy import Access
 from tool_registry.registry import Registry
 
 READ = [require_scopes("registry:read")]
 WRITE = [require_scopes("registry:write")]
+# The audit log shows every caller's calls, hidden tools included: a scope of its own, not registry:write.
+AUDIT = [require_scopes("registry:audit")]
 MAX_IMPORT_ITEMS = 20_000
 
 _DESCRIPTIONS = {
@@ -71,6 +76,11 @@ def actor(request: Request[Any, Any, Any]) -> str:
     return principal_of(request).subject
 
 
+def access(registry: Registry, request: Request[Any, Any, Any]) -> Access:
+    """The caller's rights under the policy in force (which tools it sees and may call)."""
+    return registry.policy.access(principal_of(request))
+
+
 class ToolController(Controller):
     path = "/api/v1/tools"
     tags = ["tools"]
@@ -85,6 +95,7 @@ class ToolController(Controller):
     async def list_tools(
         self,
         registry: NamedDependency[Registry],
+        request: Request[Any, Any, Any],
         category: FromQuery[str | None] = None,
         tag: Annotated[
             list[str] | None, QueryParameter(description="Only tools with all these tags (repeatable).")
@@ -105,6 +116,7 @@ class ToolController(Controller):
                 source=source,
                 cursor=cursor,
                 limit=limit,
+                names=access(registry, request).like_patterns(),
             )
 
     @post(
@@ -130,10 +142,13 @@ class ToolController(Controller):
 
     @get("/{name:str}", guards=READ, summary="Read a tool (deleted tools too)", responses=problems(403, 404))
     async def read_tool(
-        self, name: FromPath[str], registry: NamedDependency[Registry], consistent: FromQuery[bool] = False
+        self,
+        name: FromPath[str],
+        registry: NamedDependency[Registry],
+        request: Request[Any, Any, Any],
+        consistent: FromQuery[bool] = False,
     ) -> Tool:
-        async with registry.reader(consistent).connection() as conn:
-            tool = await catalogue.get(conn, name)
+        tool = await registry.get(name, access(registry, request), consistent=consistent)
         if tool is None:
             raise catalogue.ToolNotFound(name)
         return tool
@@ -169,7 +184,11 @@ class ToolController(Controller):
         await registry.delete(name, actor(request))
 
     @get("/{name:str}/history", guards=READ, summary="A tool's changes, newest first", responses=problems(403))
-    async def tool_history(self, name: FromPath[str], registry: NamedDependency[Registry]) -> list[HistoryEntry]:
+    async def tool_history(
+        self, name: FromPath[str], registry: NamedDependency[Registry], request: Request[Any, Any, Any]
+    ) -> list[HistoryEntry]:
+        if not access(registry, request).sees(name):
+            return []  # what an unknown name gets: no oracle for hidden tools
         async with registry.primary.connection() as conn:
             return await catalogue.history(conn, name)
 
@@ -188,17 +207,21 @@ class QueryController(Controller):
         "means the same for every query. `consistent=true` reads from the primary database.",
     )
     async def search(
-        self, data: JSONBody[SearchRequest], registry: NamedDependency[Registry], consistent: FromQuery[bool] = False
+        self,
+        data: JSONBody[SearchRequest],
+        registry: NamedDependency[Registry],
+        request: Request[Any, Any, Any],
+        consistent: FromQuery[bool] = False,
     ) -> SearchResponse:
-        return await registry.search(data, consistent=consistent)
+        return await registry.search(data, access(registry, request), consistent=consistent)
 
     @get("/categories", guards=READ, summary="Categories of active tools with counts", responses=problems(403))
-    async def categories(self, registry: NamedDependency[Registry]) -> Categories:
-        return await registry.categories()
+    async def categories(self, registry: NamedDependency[Registry], request: Request[Any, Any, Any]) -> Categories:
+        return await registry.categories(access(registry, request))
 
     @get("/stats", guards=READ, summary="Catalogue statistics", responses=problems(403))
-    async def stats(self, registry: NamedDependency[Registry]) -> Stats:
-        return await registry.stats()
+    async def stats(self, registry: NamedDependency[Registry], request: Request[Any, Any, Any]) -> Stats:
+        return await registry.stats(access(registry, request))
 
 
 class ServerController(Controller):
@@ -275,4 +298,34 @@ class ServerController(Controller):
         return await registry.federation.approve(name, tool, data.digest, actor=actor(request))
 
 
-CONTROLLERS = [ToolController, QueryController, ServerController]
+class AuditController(Controller):
+    path = "/api/v1/audit"
+    tags = ["audit"]
+
+    @get(
+        "/",
+        guards=AUDIT,
+        summary="The call_tool audit log, newest first (cursor pagination)",
+        description="One entry per call_tool: who, which tool on which upstream, the SHA-256 of the "
+        "arguments' canonical JSON (never the arguments), outcome and latency. Needs `registry:audit`.",
+        responses=problems(403),
+    )
+    async def audit_log(
+        self,
+        registry: NamedDependency[Registry],
+        subject: FromQuery[str | None] = None,
+        tool: FromQuery[str | None] = None,
+        outcome: FromQuery[Outcome | None] = None,
+        since: Annotated[datetime | None, QueryParameter(description="Entries at or after this time.")] = None,
+        until: Annotated[datetime | None, QueryParameter(description="Entries before this time.")] = None,
+        cursor: Annotated[
+            str | None, QueryParameter(max_length=400, description="next_cursor of the last page.")
+        ] = None,
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 100,
+    ) -> AuditPage:
+        return await registry.audit.page(
+            subject=subject, tool=tool, outcome=outcome, since=since, until=until, cursor=cursor, limit=limit
+        )
+
+
+CONTROLLERS = [ToolController, QueryController, ServerController, AuditController]

@@ -41,6 +41,7 @@ def build_app(settings: RegistrySettings, *, resolver: Resolver | None = None) -
         public_url=settings.public_url,
         database=registry.primary,
         rate_limit_table=RATE_LIMITS_TABLE,
+        groups_claim=settings.auth_groups_claim,
     )
 
     @asynccontextmanager

@@ -194,6 +194,19 @@ async def get(conn: asyncpg.Connection, name: str) -> Tool | None:
     return row_to_tool(row) if row else None
 
 
+async def call_target(conn: asyncpg.Connection, name: str) -> tuple[str, bool] | None:
+    """``(source, destructive)`` of a callable (not deleted) tool, for the gateway's policy check.
+
+    Destructive means annotated ``destructiveHint: true`` (by its upstream or a curator).
+    """
+    row = await conn.fetchrow(
+        "SELECT source, coalesce((annotations->>'destructiveHint')::boolean, false) AS destructive "
+        "FROM tools WHERE name = $1 AND status <> 'deleted'",
+        name,
+    )
+    return (row["source"], row["destructive"]) if row else None
+
+
 async def get_with_id(conn: asyncpg.Connection, name: str, *, for_update: bool = False) -> tuple[int, Tool]:
     lock = " FOR UPDATE" if for_update else ""
     row = await conn.fetchrow(f"SELECT t.id, {TOOL_COLUMNS} FROM tools t WHERE t.name = $1{lock}", name)  # noqa: S608
@@ -404,8 +417,13 @@ async def list_page(
     source: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
+    names: Sequence[str] | None = None,
 ) -> ToolPage:
-    """Tools in name order, ``limit`` at a time (keyset pagination: stable under concurrent writes)."""
+    """Tools in name order, ``limit`` at a time (keyset pagination: stable under concurrent writes).
+
+    ``names`` are LIKE patterns of the names the caller may see (``None``: all); filtering in the
+    query keeps every page full and the cursor from pointing at a hidden tool.
+    """
     after = decode_cursor(cursor) if cursor else None
     sql = f"""
         SELECT {TOOL_COLUMNS} FROM tools t
@@ -414,19 +432,28 @@ async def list_page(
           AND (cardinality($3::text[]) = 0 OR t.tags @> $3::text[])
           AND ($4::text IS NULL OR t.source = $4)
           AND ($5::text IS NULL OR t.name > $5)
+          AND ($7::text[] IS NULL OR t.name LIKE ANY ($7::text[]))
         ORDER BY t.name
         LIMIT $6
     """  # noqa: S608
-    rows = await conn.fetch(sql, list(statuses), category, list(tags), source, after, limit + 1)
+    rows = await conn.fetch(
+        sql, list(statuses), category, list(tags), source, after, limit + 1, None if names is None else list(names)
+    )
     tools = [row_to_tool(row) for row in rows[:limit]]
     next_cursor = encode_cursor(tools[-1].name) if len(rows) > limit else None
     return ToolPage(tools=tools, next_cursor=next_cursor)
 
 
-async def categories(conn: asyncpg.Connection) -> Categories:
-    """Categories of active tools with their counts, biggest first."""
+async def categories(conn: asyncpg.Connection, names: Sequence[str] | None = None) -> Categories:
+    """Categories of the active tools matching ``names`` (LIKE patterns; ``None``: all), biggest first.
+
+    Counted over visible tools only: a category (an upstream's name, for synced tools) of tools a
+    caller cannot see would reveal that they exist.
+    """
     rows = await conn.fetch(
-        "SELECT category, count(*) AS n FROM tools WHERE status = 'active' GROUP BY category ORDER BY n DESC, category"
+        "SELECT category, count(*) AS n FROM tools WHERE status = 'active' "
+        "AND ($1::text[] IS NULL OR name LIKE ANY ($1::text[])) GROUP BY category ORDER BY n DESC, category",
+        None if names is None else list(names),
     )
     return Categories(categories=[CategoryCount(name=row["category"], tools=row["n"]) for row in rows])
 
@@ -444,13 +471,27 @@ async def history(conn: asyncpg.Connection, name: str, limit: int = 100) -> list
     ]
 
 
-async def stats(conn: asyncpg.Connection, *, configured_model: str, search_model: str | None) -> Stats:
+async def stats(
+    conn: asyncpg.Connection, *, configured_model: str, search_model: str | None, names: Sequence[str] | None = None
+) -> Stats:
+    """Catalogue figures; the per-tool counts cover only the tools ``names`` (LIKE patterns) matches,
+    for the same reason as ``categories``. Model and server counts name no tool and stay global."""
+    visible = None if names is None else list(names)
     by_status = {
-        r["status"]: r["n"] for r in await conn.fetch("SELECT status, count(*) AS n FROM tools GROUP BY status")
+        r["status"]: r["n"]
+        for r in await conn.fetch(
+            "SELECT status, count(*) AS n FROM tools WHERE ($1::text[] IS NULL OR name LIKE ANY ($1::text[])) "
+            "GROUP BY status",
+            visible,
+        )
     }
     by_source = {
         r["source"]: r["n"]
-        for r in await conn.fetch("SELECT source, count(*) AS n FROM tools WHERE status <> 'deleted' GROUP BY source")
+        for r in await conn.fetch(
+            "SELECT source, count(*) AS n FROM tools WHERE status <> 'deleted' "
+            "AND ($1::text[] IS NULL OR name LIKE ANY ($1::text[])) GROUP BY source",
+            visible,
+        )
     }
     models = await conn.fetch(
         """SELECT m.model, m.dimension, m.ready_at IS NOT NULL AS ready,
@@ -458,7 +499,11 @@ async def stats(conn: asyncpg.Connection, *, configured_model: str, search_model
                    WHERE e.model = m.model AND t.status <> 'deleted') AS embedded
            FROM embedding_models m ORDER BY m.created_at"""
     )
-    n_categories = await conn.fetchval("SELECT count(DISTINCT category) FROM tools WHERE status = 'active'")
+    n_categories = await conn.fetchval(
+        "SELECT count(DISTINCT category) FROM tools WHERE status = 'active' "
+        "AND ($1::text[] IS NULL OR name LIKE ANY ($1::text[]))",
+        visible,
+    )
     servers = await conn.fetchval("SELECT count(*) FROM upstream_servers")
     return Stats(
         total=sum(by_status.values()),

@@ -80,6 +80,7 @@ async def _catalogue_command(settings: RegistrySettings, args: argparse.Namespac
     from platform_common.db import migrate
     from tool_registry.app import MIGRATIONS, MIGRATIONS_TABLE
     from tool_registry.models import SearchRequest, ToolImport
+    from tool_registry.policy import EVERYTHING
     from tool_registry.registry import Registry
 
     await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
@@ -88,7 +89,7 @@ async def _catalogue_command(settings: RegistrySettings, args: argparse.Namespac
         await registry.indexer.prepare()
         if args.command == "search":
             request = msgspec.convert({"query": args.query, "limit": args.limit, "mode": args.mode}, SearchRequest)
-            return await registry.search(request)
+            return await registry.search(request, EVERYTHING)
         if args.command == "import":
             items = msgspec.json.decode(args.file.read_bytes(), type=list[ToolImport])
             result = await registry.import_tools(items, "cli")

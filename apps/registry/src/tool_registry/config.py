@@ -51,6 +51,27 @@ class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
     api_keys: Annotated[
         list[str], msgspec.Meta(description="Comma-separated SHA-256 hex digests of bootstrap API keys (secret).")
     ] = msgspec.field(default_factory=list)
+    auth_groups_claim: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=r"^[A-Za-z0-9_:/.-]{1,200}$",
+            description="Token claim (a dotted path, e.g. realm_access.roles) holding the caller's groups for "
+            "POLICY_FILE rules.",
+        ),
+    ] = "groups"
+    policy_file: Annotated[
+        str,
+        msgspec.Meta(
+            description="Per-tool authorization policy, YAML or JSON (docs/security.md). Empty: everyone sees "
+            "every tool and may call the non-destructive ones."
+        ),
+    ] = ""
+    policy_reload_seconds: Annotated[
+        float, msgspec.Meta(gt=0, le=3600, description="Seconds between checks of POLICY_FILE for changes.")
+    ] = 5.0
+    audit_retention_days: Annotated[
+        int, msgspec.Meta(ge=1, le=3650, description="Days the call_tool audit log keeps its rows.")
+    ] = 30
     public_url: Annotated[
         str,
         msgspec.Meta(

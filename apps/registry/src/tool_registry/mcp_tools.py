@@ -1,7 +1,8 @@
 """The registry's MCP face: find, read, list and call tools; categories and stats as resources.
 
 Every tool checks its scope on the caller's principal (``registry:read``, or ``registry:call`` for
-``call_tool``) and reports failures as error results the model can act on. ``find_tools``'s
+``call_tool``), sees only the tools the policy shows that principal (``tool_registry.policy``), and
+reports failures as error results the model can act on. ``find_tools``'s
 description lists the live categories (refreshed at most every 30 s), so an agent can pass a
 valid ``category`` without a round trip.
 """
@@ -12,7 +13,8 @@ from typing import Annotated, Any
 
 import msgspec
 
-from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError, require_scope
+from platform_common.auth import Principal
+from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError, principal_var, require_scope
 from tool_registry import __version__, catalogue
 from tool_registry.federation import CallResult, UpstreamError
 from tool_registry.models import (
@@ -69,46 +71,52 @@ def build_mcp(registry: Registry) -> McpApp:
     settings = registry.settings
 
     async def find_tools(args: FindArguments, ctx: ToolContext) -> SearchResponse:
-        ctx.require("registry:read")
+        principal = ctx.require("registry:read")
         request = SearchRequest(query=args.query, limit=args.limit, category=args.category, tags=args.tags)
-        return await registry.search(request)
+        return await registry.search(request, registry.policy.access(principal))
 
     async def get_tool(args: GetArguments, ctx: ToolContext) -> Tool:
-        ctx.require("registry:read")
-        async with registry.replica.connection() as conn:
-            tool = await catalogue.get(conn, args.name)
+        principal = ctx.require("registry:read")
+        tool = await registry.get(args.name, registry.policy.access(principal))
         if tool is None:
             raise ToolError(f"No tool named '{args.name}'. Use find_tools to discover tool names.")
         return tool
 
     async def list_tools(args: ListArguments, ctx: ToolContext) -> ToolPage:
-        ctx.require("registry:read")
+        principal = ctx.require("registry:read")
+        names = registry.policy.access(principal).like_patterns()
         async with registry.replica.connection() as conn:
-            return await catalogue.list_page(conn, category=args.category, cursor=args.cursor, limit=args.limit)
+            return await catalogue.list_page(
+                conn, category=args.category, cursor=args.cursor, limit=args.limit, names=names
+            )
 
     async def list_categories(_: NoArguments, ctx: ToolContext) -> Categories:
-        ctx.require("registry:read")
-        return await registry.categories()
+        principal = ctx.require("registry:read")
+        return await registry.categories(registry.policy.access(principal))
 
     async def call_tool(args: CallArguments, ctx: ToolContext) -> CallResult:
-        ctx.require("registry:call")
+        principal = ctx.require("registry:call")
         try:
-            return await registry.federation.call(args.name, args.arguments)
+            return await registry.call_tool(principal, args.name, args.arguments)
         except UpstreamError as exc:
             raise ToolError(str(exc)) from None
 
     async def tool_descriptions() -> dict[str, str]:
-        categories = await registry.categories(cached=True)
+        # tools/list has no tool context; the caller's principal is the one the route set for this request.
+        principal = principal_var.get()
+        if not isinstance(principal, Principal):
+            return {}
+        categories = await registry.categories(registry.policy.access(principal), cached=True)
         names = ", ".join(c.name for c in categories.categories[:50]) or "none yet"
         return {"find_tools": f"{FIND_TOOLS} Categories: {names}."}
 
     async def read_categories(_: str, principal: Any) -> str:
-        require_scope(principal, "registry:read")
-        return msgspec.json.encode(await registry.categories()).decode()
+        caller = require_scope(principal, "registry:read")
+        return msgspec.json.encode(await registry.categories(registry.policy.access(caller))).decode()
 
     async def read_stats(_: str, principal: Any) -> str:
-        require_scope(principal, "registry:read")
-        return msgspec.json.encode(await registry.stats()).decode()
+        caller = require_scope(principal, "registry:read")
+        return msgspec.json.encode(await registry.stats(registry.policy.access(caller))).decode()
 
     return McpApp(
         name="tool-registry",

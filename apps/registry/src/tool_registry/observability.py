@@ -48,3 +48,13 @@ UPSTREAM_LAST_SYNC_SUCCESS = Gauge(
     ["server"],
     multiprocess_mode="max",
 )
+POLICY_RELOAD_ERRORS = Counter(
+    "registry_policy_reload_errors",
+    "Reloads of POLICY_FILE that failed (unreadable or invalid); the last good policy stays in force.",
+)
+POLICY_LAST_RELOAD_SUCCESS = Gauge(
+    "registry_policy_last_reload_success_timestamp",
+    "Unix time the policy in force last matched a valid POLICY_FILE (start-up, or a reload check).",
+    # A worker stuck on an old policy is the one that matters: report the stalest live worker.
+    multiprocess_mode="livemin",
+)

@@ -12,13 +12,16 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
+from platform_common.auth import Principal
 from platform_common.db import Database
 from tool_registry import catalogue, observability, search
+from tool_registry.audit import AuditLog, Outcome, arguments_digest
 from tool_registry.config import RegistrySettings
 from tool_registry.egress import Resolver
 from tool_registry.embeddings import Embedder, EmbeddingError, QueryCache, build_embedder
-from tool_registry.federation import Federation
+from tool_registry.federation import CallResult, Federation, UpstreamError
 from tool_registry.indexer import Indexer
 from tool_registry.models import (
     Categories,
@@ -31,9 +34,19 @@ from tool_registry.models import (
     ToolIn,
     ToolPatch,
 )
+from tool_registry.policy import Access, PolicyStore
 
+# What call_tool answers for a tool that does not exist or that the caller does not see: the same words.
+NOT_FOUND = "No tool named '{name}' in the registry."
+DENIED = "The registry's policy does not let you call '{name}'."
+DENIED_DESTRUCTIVE = (
+    "'{name}' is marked destructive (destructiveHint): calling it needs a call_destructive grant in the "
+    "registry's policy."
+)
 # How long the category list in find_tools' description may be stale.
 CATEGORY_CACHE_SECONDS = 30.0
+# Category lists cached per distinct view (set of visible-name patterns); more views than this start over.
+CATEGORY_CACHE_VIEWS = 256
 
 
 @dataclass
@@ -45,7 +58,9 @@ class Registry:
     indexer: Indexer
     federation: Federation
     cache: QueryCache
-    _categories: tuple[float, Categories] | None = field(default=None, init=False)
+    policy: PolicyStore
+    audit: AuditLog
+    _categories: dict[tuple[str, ...] | None, tuple[float, Categories]] = field(default_factory=dict, init=False)
 
     @classmethod
     def build(cls, settings: RegistrySettings, *, resolver: Resolver | None = None) -> Registry:
@@ -73,7 +88,19 @@ class Registry:
             max_tools=settings.upstream_max_tools,
             resolver=resolver,
         )
-        return cls(settings, primary, replica, embedder, indexer, federation, QueryCache(enabled=settings.enable_cache))
+        # Loaded here, so an invalid POLICY_FILE stops the app before it serves anything.
+        policy = PolicyStore(settings.policy_file, settings.policy_reload_seconds)
+        return cls(
+            settings,
+            primary,
+            replica,
+            embedder,
+            indexer,
+            federation,
+            QueryCache(enabled=settings.enable_cache),
+            policy,
+            AuditLog(primary, retention_days=settings.audit_retention_days),
+        )
 
     def reader(self, consistent: bool = False) -> Database:
         """The pool for a read; ``consistent`` reads must see this replica's own latest writes."""
@@ -83,7 +110,12 @@ class Registry:
     async def running(self) -> AsyncIterator[None]:
         """Prepare the model's index, then run the indexer and the sync scheduler in the background."""
         await self.indexer.prepare()
-        tasks = [asyncio.create_task(self.indexer.run()), asyncio.create_task(self.federation.run())]
+        tasks = [
+            asyncio.create_task(self.indexer.run()),
+            asyncio.create_task(self.federation.run()),
+            asyncio.create_task(self.policy.run()),
+            asyncio.create_task(self.audit.run()),
+        ]
         try:
             yield
         finally:
@@ -128,10 +160,43 @@ class Registry:
             self.indexer.notify()
         return result
 
+    # --- the gateway ----------------------------------------------------------------------------
+
+    async def call_tool(self, principal: Principal, name: str, arguments: dict[str, Any]) -> CallResult:
+        """Call ``name`` upstream for ``principal`` if the policy lets it; every attempt is audited.
+
+        A tool the principal does not see fails exactly like a tool that does not exist, so calls
+        cannot probe the catalogue. A visible tool without the right to call it (or a destructive one
+        without a ``call_destructive`` grant) is refused with the reason: the caller knows it exists.
+        """
+        started = time.perf_counter()
+        access = self.policy.access(principal)
+        digest = arguments_digest(arguments)
+        async with self.primary.connection() as conn:
+            target = await catalogue.call_target(conn, name)
+        upstream = target[0] if target and target[0] != "manual" else None
+        refusal: tuple[Outcome, str] | None = None
+        if target is None or not access.sees(name):
+            upstream, refusal = None, ("not_found", NOT_FOUND.format(name=name))
+        elif not access.may_call(name, destructive=target[1]):
+            refusal = ("denied", (DENIED_DESTRUCTIVE if target[1] else DENIED).format(name=name))
+        if refusal is not None:
+            await self.audit.refused(principal, name, upstream, digest, refusal[0], time.perf_counter() - started)
+            raise UpstreamError(refusal[1])
+        entry = await self.audit.start(principal, name, upstream, digest)
+        outcome: Outcome = "error"
+        try:
+            result = await self.federation.call(name, arguments)
+            outcome = "tool_error" if result.is_error else "ok"
+            return result
+        finally:
+            await self.audit.finish(entry, principal, name, upstream, digest, outcome, time.perf_counter() - started)
+
     # --- reads ---------------------------------------------------------------------------------
 
-    async def search(self, request: SearchRequest, *, consistent: bool = False) -> SearchResponse:
-        """Search in ``request.mode``; without a usable vector model, hybrid and vector fall back to text."""
+    async def search(self, request: SearchRequest, access: Access, *, consistent: bool = False) -> SearchResponse:
+        """Search the tools ``access`` sees in ``request.mode``; without a usable vector model, hybrid
+        and vector fall back to text."""
         started = time.perf_counter()
         mode: search.Mode = request.mode
         model = await self.indexer.search_model() if mode != "text" else None
@@ -151,7 +216,7 @@ class Registry:
                 model=model.model if model else None,
                 dimension=model.dimension if model else 1,
                 mode=mode,
-                filters=search.Filters(request.category, request.tags),
+                filters=search.Filters(request.category, request.tags, access.like_patterns()),
                 limit=request.limit,
             )
         results = search.fuse(found, mode, limit=request.limit, min_score=request.min_score)
@@ -160,21 +225,37 @@ class Registry:
             observability.SEARCH_ZERO_RESULTS.labels(request.mode).inc()
         return SearchResponse(results=results, mode=mode, model=model.model if model else None)
 
-    async def categories(self, *, cached: bool = False) -> Categories:
+    async def get(self, name: str, access: Access, *, consistent: bool = False) -> Tool | None:
+        """The tool, or ``None`` when it does not exist or ``access`` does not see it (indistinguishable)."""
+        if not access.sees(name):
+            return None
+        async with self.reader(consistent).connection() as conn:
+            return await catalogue.get(conn, name)
+
+    async def categories(self, access: Access, *, cached: bool = False) -> Categories:
+        """Categories of the tools ``access`` sees; ``cached`` answers may be 30 s old."""
         now = time.monotonic()
-        if cached and self._categories and now - self._categories[0] < CATEGORY_CACHE_SECONDS:
-            return self._categories[1]
+        names = access.like_patterns()
+        view = None if names is None else tuple(names)
+        hit = self._categories.get(view)
+        if cached and hit and now - hit[0] < CATEGORY_CACHE_SECONDS:
+            return hit[1]
         async with self.replica.connection() as conn:
-            result = await catalogue.categories(conn)
-        self._categories = (now, result)
+            result = await catalogue.categories(conn, names)
+        if len(self._categories) >= CATEGORY_CACHE_VIEWS:
+            self._categories.clear()
+        self._categories[view] = (now, result)
         return result
 
-    async def stats(self) -> Stats:
+    async def stats(self, access: Access) -> Stats:
+        """Catalogue figures over the tools ``access`` sees (the tool gauges only from a full view)."""
         model = await self.indexer.search_model()
+        names = access.like_patterns()
         async with self.replica.connection() as conn:
             result = await catalogue.stats(
-                conn, configured_model=self.embedder.model, search_model=model.model if model else None
+                conn, configured_model=self.embedder.model, search_model=model.model if model else None, names=names
             )
-        for status, count in result.by_status.items():
-            observability.TOOLS.labels(status).set(count)
+        if names is None:
+            for status, count in result.by_status.items():
+                observability.TOOLS.labels(status).set(count)
         return result

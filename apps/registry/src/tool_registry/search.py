@@ -57,6 +57,8 @@ TEXT_RANK = "ts_rank_cd(t.search_text, q.tsq, 32)"
 class Filters:
     category: str | None = None
     tags: Sequence[str] = ()
+    # LIKE patterns of the names the caller may see (policy.Access.like_patterns); None: every name.
+    names: Sequence[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -86,16 +88,20 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+# The policy's name filter sits inside each index scan like the others, so a caller who sees few
+# tools still gets its top k (the HNSW iterative scan walks on until k visible rows are found).
 _FILTERS = """t.status = 'active'
           AND ($3::text IS NULL OR t.category = $3)
-          AND (cardinality($4::text[]) = 0 OR t.tags @> $4::text[])"""
+          AND (cardinality($4::text[]) = 0 OR t.tags @> $4::text[])
+          AND ($6::text[] IS NULL OR t.name LIKE ANY ($6::text[]))"""
 
 
 def candidates_sql(mode: Mode, model: str | None, dimension: int) -> str:
     """The statement for ``mode``. The model name and dimension are literals, not parameters, so the
     planner can match the model's partial expression index (a parameter never proves a predicate).
 
-    Parameters: $1 query vector, $2 text query, $3 category, $4 tags, $5 candidates per index.
+    Parameters: $1 query vector, $2 text query, $3 category, $4 tags, $5 candidates per index,
+    $6 LIKE patterns of the visible names (NULL: all).
     """
     vector = f"vector({dimension})"
     cosine = "NULL::float8"
@@ -158,6 +164,7 @@ async def candidates(
             filters.category,
             list(filters.tags),
             k,
+            None if filters.names is None else list(filters.names),
         )
     return [
         Candidate(
