@@ -277,9 +277,9 @@ class Federation:
                         cursor = page.next_cursor
                         if not cursor:
                             break
-        except UpstreamError:
-            raise
         except Exception as exc:
+            if isinstance(leaf := _leaf(exc), UpstreamError):
+                raise leaf from None  # raised inside the SDK's task group, which wrapped it
             raise UpstreamError(f"listing tools failed: {_describe(exc)}") from exc
         return tools
 
@@ -482,9 +482,15 @@ def _insecure(target: Target, allow_insecure_http: bool) -> str | None:
     return None
 
 
-def _describe(exc: BaseException) -> str:
-    """A short, secret-free description (exception groups from anyio are unwrapped)."""
+def _leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups from anyio's task groups."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
         exc = exc.exceptions[0]
+    return exc
+
+
+def _describe(exc: BaseException) -> str:
+    """A short, secret-free description (exception groups from anyio are unwrapped)."""
+    exc = _leaf(exc)
     text = str(exc).splitlines()[0][:300] if str(exc) else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -12,12 +12,14 @@ validator runs offline: a ``$ref`` to a URL is an error, never a request from th
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
 import jsonschema_rs
 
 MAX_ERRORS = 10
 MAX_MESSAGE_CHARS = 200
+QUOTED_VALUE_CHARS = 40
 _LINEAR_REGEX = jsonschema_rs.RegexOptions()
 
 
@@ -41,14 +43,24 @@ def schema_problem(schema: dict[str, Any]) -> str | None:
 def argument_errors(schema: dict[str, Any], arguments: dict[str, Any]) -> list[str]:
     """At most ``MAX_ERRORS`` problems of ``arguments``, each ``path: message``, shortened.
 
-    Messages quote the offending value, which may be large: each is cut to ``MAX_MESSAGE_CHARS``.
+    Messages quote the offending value, which may be large: the value is cut to ``QUOTED_VALUE_CHARS``
+    and the whole message to ``MAX_MESSAGE_CHARS``.
     """
     try:
         validator = _validator(schema)
     except ValueError as exc:
         return [f"(schema): the tool's input_schema cannot be checked: {_first_line(str(exc))}"]
     errors = itertools.islice(validator.iter_errors(arguments), MAX_ERRORS)
-    return [f"{'/'.join(map(str, e.instance_path)) or '(root)'}: {_shorten(e.message)}" for e in errors]
+    return [f"{'/'.join(map(str, e.instance_path)) or '(root)'}: {_message(e)}" for e in errors]
+
+
+def _message(error: jsonschema_rs.ValidationError) -> str:
+    """The error's message with a long quoted value shortened, so the reason (after it) survives."""
+    text = error.message
+    quoted = json.dumps(error.instance, ensure_ascii=False)
+    if len(quoted) > QUOTED_VALUE_CHARS and quoted in text:
+        text = text.replace(quoted, quoted[:QUOTED_VALUE_CHARS] + "…")
+    return _shorten(text)
 
 
 def _shorten(text: str) -> str:
