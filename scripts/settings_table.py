@@ -35,9 +35,9 @@ def main() -> None:
     print("\n".join(header + rows(BaseSettings)))
     print("\n#### Tool Registry only (`tool-registry serve`)\n")
     # Shared settings appear again where an app changes their default.
-    print("\n".join(header + rows(RegistrySettings, common - {"port", "max_request_bytes"})))
+    print("\n".join(header + rows(RegistrySettings, common - {"port", "max_request_bytes", "auth_audience"})))
     print("\n#### Tree-of-Thoughts only (`tot serve`)\n")
-    print("\n".join(header + rows(TotSettings, common - {"port"})))
+    print("\n".join(header + rows(TotSettings, common - {"port", "auth_audience"})))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ CLIENTS = json.dumps(
             "client_id": "agent",
             "secret_sha256": hashlib.sha256(SECRET.encode()).hexdigest(),
             "scopes": ["registry:read", "registry:call", "tot:run"],
+            "audiences": ["tool-registry", "tree-of-thoughts"],
         },
     ]
 )
@@ -70,7 +71,7 @@ async def test_client_credentials_by_basic_and_by_form(tot: AsyncTestClient[Lite
     assert by_form.json()["scope"] == "registry:call registry:read tot:run"  # no scope asked: all allowed
 
     claims = jwt.decode(body["access_token"], _jwks_key(await tot.get("/.well-known/jwks.json"))).claims
-    assert claims["iss"] == "https://tot.example" and claims["sub"] == "agent" and claims["aud"] == "mcp-platform"
+    assert claims["iss"] == "https://tot.example" and claims["sub"] == "agent" and claims["aud"] == "tool-registry"
     assert claims["exp"] - claims["iat"] == 86400 and claims["nbf"] == claims["iat"] and claims["jti"]
 
 
@@ -122,9 +123,15 @@ async def test_jwks_caching_and_discovery_documents(tot: AsyncTestClient[Litesta
 
 
 async def test_tot_verifies_its_own_tokens_in_process(tot: AsyncTestClient[Litestar]) -> None:
-    token = await tot.post("/oauth/token", content="grant_type=client_credentials", headers={**FORM, **basic()})
+    token = await tot.post(
+        "/oauth/token", content="grant_type=client_credentials&resource=tree-of-thoughts", headers={**FORM, **basic()}
+    )
     bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
     assert (await tot.post("/mcp", json={}, headers=bearer)).status_code != 401
+    # A token minted for the registry (the client's default audience) is no key to ToT.
+    for_registry = await tot.post("/oauth/token", content="grant_type=client_credentials", headers={**FORM, **basic()})
+    other = {"Authorization": f"Bearer {for_registry.json()['access_token']}"}
+    assert (await tot.post("/mcp", json={}, headers=other)).status_code == 401
     for attack in _attacks(token.json()["access_token"]):
         response = await tot.post("/mcp", json={}, headers={"Authorization": f"Bearer {attack}"})
         assert response.status_code == 401
@@ -171,6 +178,19 @@ async def test_end_to_end_tot_issues_and_the_registry_verifies_over_jwks(tmp_pat
                 )
             token = issued.json()["access_token"]
             await _mcp_works(registry_url, token)
+            async with httpx.AsyncClient() as http:
+                for_tot = await http.post(
+                    f"{tot_url}/oauth/token",
+                    data={"grant_type": "client_credentials", "audience": "tree-of-thoughts"},
+                    auth=("agent", SECRET),
+                )
+                # Same issuer, same keys, another service's audience: refused.
+                refused = await http.post(
+                    f"{registry_url}/mcp",
+                    json={},
+                    headers={"Authorization": f"Bearer {for_tot.json()['access_token']}"},
+                )
+                assert refused.status_code == 401
         # The issuer is gone now: the registry keeps verifying with its cached key set.
         await _mcp_works(registry_url, token)
         async with httpx.AsyncClient(base_url=registry_url) as http:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from litestar.testing import AsyncTestClient
 from mcp import Client
 
 from platform_common.http import ObservedApp
@@ -20,7 +22,9 @@ from tree_of_thoughts.config import TotSettings
 
 @pytest.fixture
 def tot_url(database_url: str, tmp_path: object) -> Iterator[str]:
-    settings = TotSettings.from_env({}, database_url=database_url, auth_mode="none", metrics_port=0)
+    settings = TotSettings.from_env(
+        {}, database_url=database_url, auth_mode="none", metrics_port=0, data_dir=str(tmp_path)
+    )
     with running_server(ObservedApp(build_app(settings))) as url:
         yield url
 
@@ -28,16 +32,16 @@ def tot_url(database_url: str, tmp_path: object) -> Iterator[str]:
 async def test_health_ready_and_openapi(tot_url: str) -> None:
     async with httpx.AsyncClient(base_url=tot_url) as http:
         assert (await http.get("/health")).status_code == 200
-        assert (await http.get("/ready")).json()["checks"] == {"database": "ok"}
+        assert (await http.get("/ready")).json()["checks"] == {"database": "ok", "signing_keys": "ok"}
         assert (await http.get("/schema/openapi.json")).json()["info"]["title"] == "Tree-of-Thoughts server"
 
 
 async def test_without_a_database_readiness_has_nothing_to_wait_for() -> None:
-    app = build_app(TotSettings.from_env({}, auth_mode="none"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as http:
+    app = build_app(TotSettings.from_env({}, auth_mode="none", data_dir=tempfile.mkdtemp()))
+    async with AsyncTestClient(app) as http:  # runs the lifespan: the signing keys are loaded
         response = await http.get("/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "checks": {}}
+    assert response.json() == {"status": "ready", "checks": {"signing_keys": "ok"}}
 
 
 @pytest.mark.parametrize("mode", ["legacy", "2026-07-28"])

@@ -73,9 +73,15 @@ ANONYMOUS = Principal(subject="anonymous", scopes=ALL_SCOPES, kind="anonymous")
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    """The principal the auth layer attached to this request (anonymous when auth is off)."""
+    """The principal the auth layer attached to this request; 401 when there is none.
+
+    Fail closed: a route that forgot to sit behind the middleware (or a public path that reached a
+    guarded handler) gets no rights at all. ``AUTH_MODE=none`` attaches ``ANONYMOUS`` explicitly.
+    """
     principal = connection.scope.get("state", {}).get("principal")
-    return principal if isinstance(principal, Principal) else ANONYMOUS
+    if not isinstance(principal, Principal):
+        raise Unauthorized("A bearer token is required.", resource_metadata=None, token_given=False)
+    return principal
 
 
 def require_scopes(*scopes: str) -> Any:
@@ -322,7 +328,10 @@ def build_auth(
     """
     issuer = issuer or settings.auth_issuer
     if key_source is None and settings.auth_jwks_url:
-        key_source = JwksCache(settings.auth_jwks_url)
+        # Cached no longer than AUTH_JWKS_MAX_AGE_SECONDS whatever the issuer's max-age: that bounds
+        # how long a revoked key still verifies here.
+        max_age = settings.auth_jwks_max_age_seconds
+        key_source = JwksCache(settings.auth_jwks_url, min_age=min(60, max_age), max_age=max_age)
     verifier = None
     if settings.auth_mode == "jwt":
         if key_source is None and not api_keys:

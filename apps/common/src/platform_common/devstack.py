@@ -62,10 +62,13 @@ def main() -> None:
             if os.environ.get("AUTH_MODE", "none") == "none":
                 logger.warning("AUTH_MODE=none: authentication is off (local runs only; AUTH_MODE=jwt turns it on)")
             else:
+                # Each service accepts only tokens minted for its own audience.
                 print(
-                    "  Authentication is on. A token for every scope:\n"
+                    "  Authentication is on. A token for each service:\n"
                     f"    DATA_DIR={data_dir} ISSUER_URL={TOT_URL} uv run tot token issue --sub dev "
-                    '--scope "registry:read registry:write registry:call tot:run tot:read"\n',
+                    '--aud tool-registry --scope "registry:read registry:write registry:call"\n'
+                    f"    DATA_DIR={data_dir} ISSUER_URL={TOT_URL} uv run tot token issue --sub dev "
+                    '--aud tree-of-thoughts --scope "tot:run tot:read"\n',
                     flush=True,
                 )
             print(

@@ -118,16 +118,23 @@ class JwksCache:
         self._lock = asyncio.Lock()
 
     async def key_for(self, kid: str) -> PublicKey | None:
-        now = self._clock()
-        if now >= self._expires_at or (kid not in self._keys and now - self._last_attempt >= self.refresh_interval):
-            await self._refresh()
+        if self._needs_refresh(kid):
+            await self._refresh(kid)
         return self._keys.get(kid)
 
-    async def _refresh(self) -> None:
+    def _needs_refresh(self, kid: str) -> bool:
+        """Expired (max-age bounds how long a revoked key verifies), or an unknown kid not asked about lately.
+
+        Only the unknown-kid path is rate limited: expiry happens once per max-age whatever callers send.
+        """
+        now = self._clock()
+        return now >= self._expires_at or (kid not in self._keys and now - self._last_attempt >= self.refresh_interval)
+
+    async def _refresh(self, kid: str) -> None:
         async with self._lock:
+            if not self._needs_refresh(kid):
+                return  # another request refreshed (or failed to) while we waited
             now = self._clock()
-            if now - self._last_attempt < self.refresh_interval:
-                return  # another request refreshed (or failed to) a moment ago
             self._last_attempt = now
             try:
                 keys, age = await self._fetch()

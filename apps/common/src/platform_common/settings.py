@@ -49,9 +49,24 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
         Literal["jwt", "none"],
         msgspec.Meta(description="jwt verifies bearer tokens; none disables auth (local runs only)."),
     ] = "jwt"
+    auth_none_allow_non_loopback: Annotated[
+        bool,
+        msgspec.Meta(description="Let AUTH_MODE=none listen on a non-loopback HOST (anyone who reaches it is admin)."),
+    ] = False
     auth_jwks_url: Annotated[str, msgspec.Meta(description="JWKS URL of the token issuer.")] = ""
+    auth_jwks_max_age_seconds: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            le=86400,
+            description="Longest time a fetched JWKS is trusted, whatever its max-age: bounds how long a "
+            "revoked key still verifies.",
+        ),
+    ] = 300
     auth_issuer: Annotated[str, msgspec.Meta(description="Expected token issuer (iss).")] = ""
-    auth_audience: Annotated[str, msgspec.Meta(description="Expected token audience (aud).")] = "mcp-platform"
+    auth_audience: Annotated[
+        str, msgspec.Meta(description="Expected token audience (aud); each app defaults to its own name.")
+    ] = "mcp-platform"
     cors_origins: Annotated[
         list[str], msgspec.Meta(description="Comma-separated origins allowed by CORS (empty: none).")
     ] = msgspec.field(default_factory=list)
@@ -74,6 +89,12 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
         for entry in self.forwarded_allow_ips:
             if not is_trusted_proxy_entry(entry):
                 raise SettingsError(f"FORWARDED_ALLOW_IPS: {entry!r} is not an IP address, a CIDR or *")
+        if self.auth_mode == "none" and not is_loopback(self.host) and not self.auth_none_allow_non_loopback:
+            # Without authentication every caller holds every scope: only this machine may call.
+            raise SettingsError(
+                f"AUTH_MODE=none refuses HOST={self.host!r} (not loopback): anyone who can reach it would hold "
+                "every scope. Use AUTH_MODE=jwt, HOST=127.0.0.1, or set AUTH_NONE_ALLOW_NON_LOOPBACK=true"
+            )
 
     @classmethod
     def from_env(cls: type[S], environ: Mapping[str, str] | None = None, **overrides: Any) -> S:
@@ -120,6 +141,16 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
 
 class SettingsError(ValueError):
     """A setting has a value the app cannot use; the message names the variable."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an interface to listen on) is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def is_trusted_proxy_entry(entry: str) -> bool:

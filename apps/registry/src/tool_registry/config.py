@@ -13,6 +13,9 @@ from tool_registry.egress import EgressPolicy
 
 class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
     port: Annotated[int, msgspec.Meta(ge=1, le=65535, description="API port.")] = 8000
+    auth_audience: Annotated[
+        str, msgspec.Meta(description="Expected token audience (aud): tokens minted for another service are refused.")
+    ] = "tool-registry"
     max_request_bytes: Annotated[
         int, msgspec.Meta(ge=1024, description="Largest request body accepted (bulk imports are large).")
     ] = 16_777_216

@@ -38,6 +38,7 @@ def build_app(settings: TotSettings) -> Litestar:
     runs = build_run_service(settings, database)
     mcp = build_mcp(settings, runs)
     issuer = build_issuer(settings)
+    checks["signing_keys"] = issuer.keys.readiness
     auth = tot_auth(settings, issuer, database)
 
     @asynccontextmanager

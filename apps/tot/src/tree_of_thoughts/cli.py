@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import sys
+import time
 from collections.abc import Sequence
 
 from platform_common.logs import configure_logging
@@ -26,13 +27,25 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve the ToT server. With DATABASE_URL runs live in PostgreSQL; without it, in memory.",
     )
     TotSettings.add_arguments(serve_cmd)
-    keys_cmd = commands.add_parser("keys", help="List or rotate the token signing keys in the key store.")
+    keys_cmd = commands.add_parser("keys", help="List, rotate or revoke the token signing keys in the key store.")
     keys_action = keys_cmd.add_subparsers(dest="action", required=True)
     for action, text in (
         ("list", "Show the published keys (never the private parts)."),
-        ("rotate", "Activate a new signing key now; the old one stays published for the overlap."),
+        (
+            "rotate",
+            "Publish a new signing key now; it signs after KEY_RELOAD_SECONDS + 35 s, when every replica "
+            "and verifier can know it. The old one stays published for the overlap.",
+        ),
+        (
+            "revoke",
+            "Delete a key from the key store: every replica stops publishing, verifying and signing with it "
+            "within KEY_RELOAD_SECONDS. Revoking the signing key makes a successor sign at once.",
+        ),
     ):
-        TotSettings.add_arguments(keys_action.add_parser(action, help=text, description=text))
+        action_cmd = keys_action.add_parser(action, help=text, description=text)
+        if action == "revoke":
+            action_cmd.add_argument("kid", help="The key id, as `tot keys list` shows it.")
+        TotSettings.add_arguments(action_cmd)
     token_cmd = commands.add_parser("token", help="Issue a token signed with the configured key store.")
     token_action = token_cmd.add_subparsers(dest="action", required=True)
     issue = token_action.add_parser("issue", help="Print an access token for --sub with --scope.")
@@ -46,22 +59,34 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _keys(settings: TotSettings, action: str) -> None:
+def _keys(settings: TotSettings, args: argparse.Namespace) -> None:
     # Imported here, not at the top: `serve` must import prometheus_client (the issuer's metrics) only
     # after the runner set PROMETHEUS_MULTIPROC_DIR, or a single-worker server exports no app metrics.
     from tree_of_thoughts.issuer import key_manager
 
     manager = key_manager(settings)
-    if action == "rotate":
+    if args.action == "rotate":
         record = manager.rotate()
-        print(f"rotated: new signing key {record.kid}")
+        print(f"rotated: new signing key {record.kid} signs from {_time(record.activates_at)}")
+        return
+    if args.action == "revoke":
+        try:
+            record = manager.revoke(args.kid)
+        except KeyError:
+            sys.exit(f"tot: no key {args.kid!r} in the key store (see `tot keys list`)")
+        print(f"revoked {args.kid}; signing key {record.kid}")
         return
     manager.refresh()  # creates the first key when the store is empty, like a server start
     signing = manager.signing_key()[0]
     for record in manager.published_keys():
-        created = datetime.datetime.fromtimestamp(record.created_at, datetime.UTC).isoformat(timespec="seconds")
-        state = "signing" if record.kid == signing else "published"
-        print(f"{record.kid}  created {created}  {state}")
+        state = "signing" if record.kid == signing else f"published, signs from {_time(record.activates_at)}"
+        if record.kid != signing and record.activates_at <= time.time():
+            state = "retired"
+        print(f"{record.kid}  created {_time(record.created_at)}  {state}")
+
+
+def _time(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).isoformat(timespec="seconds")
 
 
 def _token(settings: TotSettings, args: argparse.Namespace) -> None:
@@ -88,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command == "serve":
             serve(settings, "tree_of_thoughts.app:factory")
         elif args.command == "keys":
-            _keys(settings, args.action)
+            _keys(settings, args)
         elif args.command == "token":
             _token(settings, args)
     except SettingsError as exc:

@@ -6,11 +6,14 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from platform_common.settings import BaseSettings
+from platform_common.settings import BaseSettings, SettingsError
 
 
 class TotSettings(BaseSettings, frozen=True, kw_only=True):
     port: Annotated[int, msgspec.Meta(ge=1, le=65535, description="API port.")] = 8001
+    auth_audience: Annotated[
+        str, msgspec.Meta(description="Expected token audience (aud), and the default audience of issued tokens.")
+    ] = "tree-of-thoughts"
     llm_base_url: Annotated[
         str, msgspec.Meta(description="OpenAI-compatible base URL (e.g. http://vllm:8000/v1). Empty: no LLM.")
     ] = ""
@@ -30,6 +33,17 @@ class TotSettings(BaseSettings, frozen=True, kw_only=True):
     key_overlap_hours: Annotated[float, msgspec.Meta(ge=0, description="How long a retired key stays in the JWKS.")] = (
         48
     )
+    key_reload_seconds: Annotated[
+        float, msgspec.Meta(ge=1, le=3600, description="How often every replica re-reads the key store, seconds.")
+    ] = 60
+    key_store_max_staleness_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            gt=0,
+            description="A replica that could not read the key store for this long stops issuing tokens "
+            "and reports not ready.",
+        ),
+    ] = 180
     key_store: Annotated[Literal["file", "kubernetes"], msgspec.Meta(description="Where signing keys live.")] = "file"
     key_secret_name: Annotated[str, msgspec.Meta(description="Kubernetes Secret holding the key set.")] = ""
     key_secret_namespace: Annotated[str, msgspec.Meta(description="Namespace of that Secret.")] = ""
@@ -59,3 +73,9 @@ class TotSettings(BaseSettings, frozen=True, kw_only=True):
     max_concurrent_runs: Annotated[
         int, msgspec.Meta(ge=1, le=1000, description="Runs searching at once per worker process; more wait queued.")
     ] = 8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.key_store_max_staleness_seconds <= self.key_reload_seconds:
+            # Otherwise every replica would turn unready between two healthy reloads.
+            raise SettingsError("KEY_STORE_MAX_STALENESS_SECONDS must exceed KEY_RELOAD_SECONDS")

@@ -50,11 +50,17 @@ def key_manager(settings: TotSettings, api_client: Any = None) -> KeyManager:
         overlap_hours=settings.key_overlap_hours,
         token_hours=settings.jwt_expiration_hours,
         jwks_max_age=settings.jwks_cache_max_age,
+        reload_seconds=settings.key_reload_seconds,
     )
     store = build_store(
         settings.key_store, settings.data_dir, settings.key_secret_name, settings.key_secret_namespace, api_client
     )
-    return KeyManager(store, policy)
+    return KeyManager(
+        store,
+        policy,
+        reload_seconds=settings.key_reload_seconds,
+        max_staleness=settings.key_store_max_staleness_seconds,
+    )
 
 
 def build_issuer(settings: TotSettings, keys: KeyManager | None = None) -> Issuer:

@@ -17,7 +17,8 @@ class OAuthClient(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     client_id: str
     secret_sha256: str
     scopes: list[str]
-    audiences: list[str] = msgspec.field(default_factory=list)  # empty: AUTH_AUDIENCE only
+    # The services this client may get tokens for; the first is the default. Empty: AUTH_AUDIENCE only.
+    audiences: list[str] = msgspec.field(default_factory=list)
 
 
 def parse_clients(text: str) -> dict[str, OAuthClient]:

@@ -15,7 +15,7 @@ from litestar.openapi.datastructures import ResponseSpec
 
 from platform_common.auth import ALL_SCOPES
 from tree_of_thoughts.issuer.clients import OAuthClient, authenticate
-from tree_of_thoughts.issuer.manager import KeyManager
+from tree_of_thoughts.issuer.manager import KeyManager, KeyStoreStale
 from tree_of_thoughts.issuer.tokens import TokenIssuer
 
 FORM = "application/x-www-form-urlencoded"
@@ -64,6 +64,11 @@ TOKEN_RESPONSES = {
         media_type=_JSON,
     ),
     401: ResponseSpec(data_container=OAuthErrorBody, description="invalid_client", media_type=_JSON),
+    503: ResponseSpec(
+        data_container=OAuthErrorBody,
+        description="temporarily_unavailable: this replica cannot read its signing keys",
+        media_type=_JSON,
+    ),
 }
 JWKS_RESPONSES = {
     200: ResponseSpec(data_container=JwkSet, description="The published public keys", media_type=_JSON),
@@ -101,6 +106,9 @@ def issuer_routes(
             return await _token(request, tokens, clients)
         except OAuthError as exc:
             return exc.response()
+        except KeyStoreStale:
+            # The reason (how long, which store) is in /ready and the logs, not for callers.
+            return OAuthError("temporarily_unavailable", "Signing keys are unavailable; retry.", 503).response()
 
     @get(
         JWKS_PATH,
@@ -151,8 +159,11 @@ async def _token(
     scopes = set(requested) if requested else set(client.scopes)
     if not scopes <= set(client.scopes):
         raise OAuthError("invalid_scope", "The requested scope exceeds what this client may have.")
-    audience = params.get("audience") or params.get("resource") or tokens.audience
-    if audience not in (client.audiences or [tokens.audience]):
+    # Each service accepts only its own audience, so a token is good for one service: the one asked
+    # for, else the client's first allowed audience, else this server's own (AUTH_AUDIENCE).
+    allowed = client.audiences or [tokens.audience]
+    audience = params.get("audience") or params.get("resource") or allowed[0]
+    if audience not in allowed:
         raise OAuthError("invalid_target", "This client may not request that audience.")
     access_token, lifetime = tokens.issue(client.client_id, scopes, audience=audience)
     body = {
