@@ -162,3 +162,11 @@ Deployment tracks, as a YAML list of {track, suffix, tag, replicas, hpa, service
 {{- $g := .Values.global | default dict -}}
 {{- join "," (dig "forwardedAllowIps" (list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16") $g) -}}
 {{- end -}}
+
+{{/* POLICY_FILE: inside the policy ConfigMap's mount, a directory (the kubelet swaps its content in
+place on updates; a subPath mount would never see them). */}}
+{{- define "tool-registry.policyDir" -}}/etc/tool-registry/policy{{- end -}}
+{{- define "tool-registry.policyFile" -}}{{ include "tool-registry.policyDir" . }}/policy.yaml{{- end -}}
+{{- define "tool-registry.policyConfigMap" -}}
+{{- printf "%s-policy" (include "tool-registry.fullname" . | trunc 56 | trimSuffix "-") -}}
+{{- end -}}
