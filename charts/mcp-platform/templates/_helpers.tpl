@@ -17,6 +17,20 @@
 {{- end -}}
 {{- end -}}
 
+{{/*
+"<base>-<suffix>" in at most `max` characters (default 63; 52 for a CronJob or a StatefulSet): the base
+is cut BEFORE the suffix is added, so the suffix always survives and names stay unique; with an empty
+suffix, the base cut to `max`. Short names are unchanged. Call with (dict "base" $name "suffix" "canary").
+*/}}
+{{- define "mcp-platform.withSuffix" -}}
+{{- $max := int (.max | default 63) -}}
+{{- if .suffix -}}
+{{- printf "%s-%s" (.base | trunc (int (sub $max (add1 (len .suffix)))) | trimSuffix "-") .suffix -}}
+{{- else -}}
+{{- .base | trunc $max | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "mcp-platform.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -48,9 +62,10 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- $v.fullnameOverride | default (printf "%s-%s" .Release.Name ($v.nameOverride | default "tree-of-thoughts")) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* 52, like the pgvector subchart: a StatefulSet's controller-revision-hash label is "<name>-<hash>". */}}
 {{- define "mcp-platform.pgvectorName" -}}
 {{- $v := .Values.pgvector -}}
-{{- $v.fullnameOverride | default (printf "%s-%s" .Release.Name ($v.nameOverride | default "pgvector")) | trunc 63 | trimSuffix "-" -}}
+{{- $v.fullnameOverride | default (printf "%s-%s" .Release.Name ($v.nameOverride | default "pgvector")) | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* The Secret holding DATABASE_URL for the apps. */}}

@@ -4,11 +4,26 @@
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
+{{/* At most 52 characters: the StatefulSet's controller-revision-hash label is "<name>-<hash>" (63 at most). */}}
 {{- define "pgvector.fullname" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name (include "pgvector.name" .) | trunc 63 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name (include "pgvector.name" .) | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+"<base>-<suffix>" in at most `max` characters (default 63; 52 for a CronJob or a StatefulSet): the base
+is cut BEFORE the suffix is added, so the suffix always survives and names stay unique; with an empty
+suffix, the base cut to `max`. Short names are unchanged. Call with (dict "base" $name "suffix" "canary").
+*/}}
+{{- define "pgvector.withSuffix" -}}
+{{- $max := int (.max | default 63) -}}
+{{- if .suffix -}}
+{{- printf "%s-%s" (.base | trunc (int (sub $max (add1 (len .suffix)))) | trimSuffix "-") .suffix -}}
+{{- else -}}
+{{- .base | trunc $max | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 

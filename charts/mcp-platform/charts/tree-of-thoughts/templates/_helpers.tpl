@@ -16,6 +16,20 @@ platform can predict it), or fullnameOverride.
 {{- end -}}
 {{- end -}}
 
+{{/*
+"<base>-<suffix>" in at most `max` characters (default 63; 52 for a CronJob or a StatefulSet): the base
+is cut BEFORE the suffix is added, so the suffix always survives and names stay unique; with an empty
+suffix, the base cut to `max`. Short names are unchanged. Call with (dict "base" $name "suffix" "canary").
+*/}}
+{{- define "tree-of-thoughts.withSuffix" -}}
+{{- $max := int (.max | default 63) -}}
+{{- if .suffix -}}
+{{- printf "%s-%s" (.base | trunc (int (sub $max (add1 (len .suffix)))) | trimSuffix "-") .suffix -}}
+{{- else -}}
+{{- .base | trunc $max | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "tree-of-thoughts.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -71,7 +85,7 @@ Deployment tracks, as a YAML list of {track, suffix, tag, replicas, hpa, service
 {{- range $t := list "blue" "green" }}
 {{- $active := eq $t $v.blueGreen.activeTrack }}
 - track: {{ $t }}
-  suffix: "-{{ $t }}"
+  suffix: {{ $t }}
   tag: {{ (ternary $v.blueGreen.blueTag $v.blueGreen.greenTag (eq $t "blue")) | quote }}
   replicas: {{ ternary $v.replicaCount $v.blueGreen.inactiveReplicas $active }}
   hpa: {{ and $active $v.autoscaling.enabled }}
@@ -85,7 +99,7 @@ Deployment tracks, as a YAML list of {track, suffix, tag, replicas, hpa, service
 {{- end }}
 {{- if $v.canary.enabled }}
 - track: canary
-  suffix: "-canary"
+  suffix: canary
   tag: {{ $v.canary.tag | quote }}
   replicas: {{ $v.canary.replicas }}
   hpa: false
@@ -147,7 +161,7 @@ in-process; fetching its own JWKS through its Service would be circular (no endp
 {{- range .Values.config.extraAllowedHosts }}{{ $hosts = append $hosts . }}{{ end -}}
 {{- $domain := dig "clusterDomain" "cluster.local" $g -}}
 {{- $services := list (include "tree-of-thoughts.fullname" .) -}}
-{{- if .Values.canary.enabled }}{{ $services = append $services (printf "%s-canary" (include "tree-of-thoughts.fullname" .)) }}{{ end -}}
+{{- if .Values.canary.enabled }}{{ $services = append $services (include "tree-of-thoughts.withSuffix" (dict "base" (include "tree-of-thoughts.fullname" .) "suffix" "canary")) }}{{ end -}}
 {{- range $svc := $services -}}
 {{- range $n := list $svc (printf "%s.%s" $svc $.Release.Namespace) (printf "%s.%s.svc" $svc $.Release.Namespace) (printf "%s.%s.svc.%s" $svc $.Release.Namespace $domain) -}}
 {{- $hosts = append $hosts $n -}}
