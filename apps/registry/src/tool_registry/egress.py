@@ -58,6 +58,8 @@ def is_public(address: IPAddress) -> bool:
 
 def _port_range(entry: str) -> tuple[int, int]:
     low, _, high = entry.strip().partition("-")
+    if not (low.isdigit() and (high or low).isdigit()):
+        raise ValueError(f"invalid port or range {entry!r}")
     first, last = int(low), int(high or low)
     if not 1 <= first <= last <= 65535:
         raise ValueError(f"invalid port or range {entry!r}")
