@@ -21,13 +21,6 @@ logger = logging.getLogger(__name__)
 _MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
-def export_settings(settings: BaseSettings) -> None:
-    """Put the effective settings in the environment, where the worker processes read them."""
-    for name in settings.__struct_fields__:
-        value = getattr(settings, name)
-        os.environ[name.upper()] = ",".join(value) if isinstance(value, list) else str(value)
-
-
 def _prepare_multiprocess_dir() -> Path:
     # Must happen before prometheus_client is first imported (it picks its storage then): imported
     # earlier, the metrics of a one-worker server (which serves in this process) would never be exported.
@@ -47,7 +40,16 @@ def serve(settings: BaseSettings, factory: str) -> None:
     preStop delay gives the Service time to stop routing here first.
     """
     configure_logging(settings.log_level, settings.log_format)
-    export_settings(settings)
+    # Workers (and the factory below) read the effective settings from a private file, never from
+    # exported variables: a secret given as a flag must not become an environment variable.
+    handoff = settings.write_handoff()
+    try:
+        _serve(settings, factory)
+    finally:
+        shutil.rmtree(handoff.parent, ignore_errors=True)
+
+
+def _serve(settings: BaseSettings, factory: str) -> None:
     metrics_dir = _prepare_multiprocess_dir()
     try:
         # Build the app once here: a configuration error then ends the command with one clear

@@ -9,13 +9,18 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import tempfile
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
 S = TypeVar("S", bound="BaseSettings")
+
+# Names the private file through which the runner hands the effective settings to its workers.
+HANDOFF_ENV = "MCP_SETTINGS_FILE"
 
 
 def _csv(value: str) -> list[str]:
@@ -110,6 +115,33 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(f"invalid configuration: {_env_message(str(exc))}") from exc
+
+    @classmethod
+    def for_worker(cls: type[S]) -> S:
+        """The settings a worker process serves with: the runner's handoff file, else the environment.
+
+        Workers are separate processes; the file carries what the command line said (flags win)
+        without copying any setting, secrets included, into the environment.
+        """
+        path = os.environ.get(HANDOFF_ENV)
+        if not path:
+            return cls.from_env()
+        try:
+            return msgspec.json.decode(Path(path).read_bytes(), type=cls)
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"invalid configuration: {_env_message(str(exc))}") from exc
+
+    def write_handoff(self) -> Path:
+        """Write these settings to a new private file (0600 in a 0700 directory) and name it in HANDOFF_ENV.
+
+        The caller deletes the directory when the server stops.
+        """
+        path = Path(tempfile.mkdtemp(prefix="mcp-settings-")) / "settings.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(msgspec.json.encode(self))
+        os.environ[HANDOFF_ENV] = str(path)
+        return path
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:

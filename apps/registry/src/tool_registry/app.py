@@ -71,7 +71,7 @@ def build_app(settings: RegistrySettings, *, resolver: Resolver | None = None) -
 
 
 def factory() -> ObservedApp:
-    """Entry point for uvicorn workers: settings come from the environment the CLI prepared."""
-    settings = RegistrySettings.from_env()
+    """Entry point for uvicorn workers: the settings the CLI handed over (flags included)."""
+    settings = RegistrySettings.for_worker()
     configure_logging(settings.log_level, settings.log_format)
     return ObservedApp(build_app(settings))

@@ -63,7 +63,8 @@ def _serve(settings: RegistrySettings) -> None:
         return
     with embedded_postgres_server(Path(settings.data_dir)) as pg:
         logger.info("no DATABASE_URL: using the embedded PostgreSQL under %s", settings.data_dir)
-        serve(RegistrySettings.from_env(database_url=pg.url), "tool_registry.app:factory")
+        # Only the database changes: every flag of the command line still applies.
+        serve(msgspec.structs.replace(settings, database_url=pg.url), "tool_registry.app:factory")
 
 
 def _migrate(settings: RegistrySettings) -> None:

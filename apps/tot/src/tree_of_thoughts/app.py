@@ -77,7 +77,7 @@ def build_app(settings: TotSettings) -> Litestar:
 
 
 def factory() -> ObservedApp:
-    """Entry point for uvicorn workers: settings come from the environment the CLI prepared."""
-    settings = TotSettings.from_env()
+    """Entry point for uvicorn workers: the settings the CLI handed over (flags included)."""
+    settings = TotSettings.for_worker()
     configure_logging(settings.log_level, settings.log_format)
     return ObservedApp(build_app(settings))
