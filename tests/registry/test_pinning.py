@@ -78,11 +78,15 @@ async def test_new_tool_held_approved_then_a_rug_pull_held_while_the_approved_ve
 
             async with Client(f"{registry_url}/mcp", mode="legacy") as client:
                 failed, tool = await mcp_json(client, "get_tool", {"name": "up.echo"})
-                assert not failed and "IMPORTANT" not in tool["description"]
+                # To models, an upstream's text is marked as such; REST (above) returns it as stored.
+                assert not failed and tool["description"] == f"[from upstream up] {HONEST}"
                 assert tool["provenance"] == {"upstream": "up", "approved_digest": new["digest"]}
                 failed, found = await mcp_json(client, "find_tools", {"query": "repeat the given text"})
                 assert not failed and all("IMPORTANT" not in hit["description"] for hit in found["results"])
                 assert found["results"][0]["provenance"]["upstream"] == "up"
+                assert found["results"][0]["description"] == f"[from upstream up] {HONEST}"
+                failed, listed = await mcp_json(client, "list_tools", {})
+                assert not failed and [t["description"] for t in listed["tools"]] == [f"[from upstream up] {HONEST}"]
                 failed, called = await mcp_json(client, "call_tool", {"name": "up.echo", "arguments": {"text": "hi"}})
                 assert not failed and called["structured_content"] == {"text": "hi"}
 

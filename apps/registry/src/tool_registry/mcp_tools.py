@@ -9,7 +9,7 @@ valid ``category`` without a round trip.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 
@@ -22,6 +22,7 @@ from tool_registry.models import (
     Category,
     Name,
     Query,
+    SearchHit,
     SearchRequest,
     SearchResponse,
     Tag,
@@ -29,6 +30,8 @@ from tool_registry.models import (
     ToolPage,
 )
 from tool_registry.registry import Registry
+
+Described = TypeVar("Described", Tool, SearchHit)
 
 FIND_TOOLS = (
     "Find the tools that can serve a request, best first. Describe the task in plain words "
@@ -67,28 +70,44 @@ class CallArguments(msgspec.Struct, forbid_unknown_fields=True):
     ] = msgspec.field(default_factory=dict)
 
 
+def marked(entry: Described) -> Described:
+    """``entry`` with an upstream's description prefixed by its origin.
+
+    Models read descriptions as instructions; the prefix tells them which text an upstream server
+    wrote (``provenance`` says the same to programs). REST returns the stored text unchanged, so
+    what admins edit and approve is never rewritten.
+    """
+    if entry.provenance is None:
+        return entry
+    return msgspec.structs.replace(
+        entry, description=f"[from upstream {entry.provenance.upstream}] {entry.description}"
+    )
+
+
 def build_mcp(registry: Registry) -> McpApp:
     settings = registry.settings
 
     async def find_tools(args: FindArguments, ctx: ToolContext) -> SearchResponse:
         principal = ctx.require("registry:read")
         request = SearchRequest(query=args.query, limit=args.limit, category=args.category, tags=args.tags)
-        return await registry.search(request, registry.policy.access(principal))
+        found = await registry.search(request, registry.policy.access(principal))
+        return msgspec.structs.replace(found, results=[marked(hit) for hit in found.results])
 
     async def get_tool(args: GetArguments, ctx: ToolContext) -> Tool:
         principal = ctx.require("registry:read")
         tool = await registry.get(args.name, registry.policy.access(principal))
         if tool is None:
             raise ToolError(f"No tool named '{args.name}'. Use find_tools to discover tool names.")
-        return tool
+        return marked(tool)
 
     async def list_tools(args: ListArguments, ctx: ToolContext) -> ToolPage:
         principal = ctx.require("registry:read")
         names = registry.policy.access(principal).like_patterns()
         async with registry.replica.connection() as conn:
-            return await catalogue.list_page(
+            page = await catalogue.list_page(
                 conn, category=args.category, cursor=args.cursor, limit=args.limit, names=names
             )
+        return msgspec.structs.replace(page, tools=[marked(tool) for tool in page.tools])
 
     async def list_categories(_: NoArguments, ctx: ToolContext) -> Categories:
         principal = ctx.require("registry:read")
