@@ -141,3 +141,84 @@ def test_short_release_names_are_unchanged() -> None:
         ("Pod", "mcp-mcp-platform-test"),
     ]:
         assert expected in names
+
+
+# --------------------------------------------------------------------------------------------- safety checks
+def secret_data(docs: Docs, name: str) -> dict[str, str]:
+    import base64
+
+    secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == name)
+    return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def helm_fails(*args: str) -> str:
+    cmd = [str(helm_bin("helm4")), "template", "mcp", str(CHART), "--namespace", NAMESPACE, *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode != 0, f"expected a failure with {args}"
+    return proc.stderr
+
+
+def app_name(doc: dict[str, Any]) -> str:
+    return str(doc["metadata"].get("labels", {}).get("app.kubernetes.io/name"))
+
+
+def test_registry_finds_the_tree_of_thoughts_service_it_really_has() -> None:
+    for release in ("mcp", LONG_RELEASE):
+        docs = helm_template(helm_bin("helm4"), release, "--set", "global.hosts.treeOfThoughts=")
+        tot = next(d for d in docs if d["kind"] == "Service" and app_name(d) == "tree-of-thoughts")
+        port = tot["spec"]["ports"][0]["port"]
+        cm = next(d for d in docs if d["kind"] == "ConfigMap" and app_name(d) == "tool-registry")
+        base = f"http://{tot['metadata']['name']}:{port}"
+        assert cm["data"]["AUTH_JWKS_URL"] == f"{base}/.well-known/jwks.json"
+        assert cm["data"]["AUTH_ISSUER"] == base
+    err = helm_fails("--set", "tree-of-thoughts.fullnameOverride=thoughts")
+    assert "set tool-registry.config.auth.jwksUrl=http://thoughts:8001/.well-known/jwks.json" in err
+    err = helm_fails("--set", "tree-of-thoughts.service.port=9000")
+    assert "mcp-tree-of-thoughts:9000/.well-known/jwks.json" in err
+    helm_template(
+        helm_bin("helm4"),
+        "mcp",
+        *("--set", "tree-of-thoughts.fullnameOverride=thoughts"),
+        *("--set", "tool-registry.config.auth.jwksUrl=http://thoughts:8001/.well-known/jwks.json"),
+    )
+
+
+def test_connection_budget_is_checked_at_render_time() -> None:
+    prod = ["-f", str(VALUES["prod"])]
+    helm_template(helm_bin("helm4"), "mcp", *prod)  # prod fits: 50 x 2 x 2 + 5 x 1 x 10 = 250
+    err = helm_fails(*prod, "--set", "tool-registry.config.databasePoolMax=5")
+    assert "550 connections" in err and "max_connections=400" in err
+    assert "tool-registry 50 pods x 2 workers x 5 databasePoolMax = 500" in err
+    err = helm_fails(*prod, "--set-string", "database.cloudnativepg.pooler.parameters.default_pool_size=100")
+    assert "default_pool_size=100" in err and "250 connections" in err
+    # Blue-green counts both tracks at full size: 2 x 5 x 1 x 10 = 100 more.
+    err = helm_fails(
+        *prod, "--set", "tree-of-thoughts.blueGreen.enabled=true", "--set", "tool-registry.config.workers=3"
+    )
+    assert "tree-of-thoughts 10 pods" in err
+
+
+def test_cloudnativepg_read_url_only_with_replicas() -> None:
+    cnpg = ["-f", str(VALUES["ci-cloudnativepg"])]
+    one_instance = secret_data(
+        helm_template(helm_bin("helm4"), "mcp", *cnpg, "--set", "database.cloudnativepg.instances=1"), "mcp-database"
+    )
+    assert "DATABASE_READ_URL" not in one_instance  # -ro has no endpoints without a replica
+    three = secret_data(
+        helm_template(helm_bin("helm4"), "mcp", *cnpg, "--set", "database.cloudnativepg.instances=3"), "mcp-database"
+    )
+    assert "@mcp-db-ro." in three["DATABASE_READ_URL"]
+
+
+def test_migrations_job_honours_the_url_key() -> None:
+    docs = helm_template(
+        helm_bin("helm4"),
+        "mcp",
+        *("--set", "database.mode=external", "--set", "pgvector.enabled=false"),
+        *("--set", "database.external.existingSecret=db"),
+        *("--set", "tool-registry.database.secretName=db", "--set", "tree-of-thoughts.database.secretName=db"),
+        *("--set", "tool-registry.database.urlKey=uri"),
+    )
+    job = next(d for d in docs if d["kind"] == "Job")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "uri"}

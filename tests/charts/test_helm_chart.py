@@ -211,6 +211,9 @@ def test_subcharts_are_used_unpacked_without_dependency_build(helm: Path) -> Non
         (["--set", "tool-registry.replicaCount=many"], "replicaCount"),
         (["--set-string", "pgvector.persistence.retain=yes"], "retain"),
         (["--set", "database.mode=sqlite"], "mode"),
+        (["--set", "tool-registry.podDisruptionBudget.maxUnavailable=0"], "maxUnavailable"),
+        (["--set", "tree-of-thoughts.podDisruptionBudget.maxUnavailable=0%"], "maxUnavailable"),
+        (["--set", "database.cloudnativepg.pooler.poolMode=transaction"], "poolMode"),
     ],
     ids=[
         "root-unknown",
@@ -220,6 +223,9 @@ def test_subcharts_are_used_unpacked_without_dependency_build(helm: Path) -> Non
         "wrong-type",
         "wrong-type-bool",
         "enum",
+        "pdb-blocks-drains",
+        "pdb-blocks-drains-percent",
+        "transaction-pooling",
     ],
 )
 def test_schema_rejects_bad_values(helm: Path, extra: list[str], message: str) -> None:
@@ -293,7 +299,7 @@ def test_rbac_is_exactly_the_key_secret(docs: Docs) -> None:
             "apiGroups": [""],
             "resources": ["secrets"],
             "resourceNames": [key_secret],
-            "verbs": ["get", "update", "patch"],
+            "verbs": ["get", "patch"],  # exactly what issuer/stores.py calls: read, then a guarded merge patch
         }
     ]
     binding = one(docs, "RoleBinding", roles[0]["metadata"]["name"])

@@ -112,6 +112,63 @@ capabilities:
 {{- end -}}
 
 {{/*
+The registry finds the Tree-of-Thoughts JWKS (and, without public hosts, the issuer) at the Service the
+tree-of-thoughts chart makes by default (tool-registry.totServiceUrl); that chart's real name and port
+come from mcp-platform.totName and its service.port.
+*/}}
+{{- define "mcp-platform.validateTotUrl" -}}
+{{- $reg := index .Values "tool-registry" -}}
+{{- $tot := index .Values "tree-of-thoughts" -}}
+{{- if and $reg.enabled $tot.enabled -}}
+{{- $real := printf "http://%s:%v" (include "mcp-platform.totName" .) $tot.service.port -}}
+{{- if and (ne $real (include "tool-registry.totServiceUrl" .)) (not $reg.config.auth.jwksUrl) -}}
+{{- fail (printf "the tree-of-thoughts Service is %s (nameOverride, fullnameOverride or service.port changed): set tool-registry.config.auth.jwksUrl=%s/.well-known/jwks.json (and tool-registry.config.auth.issuer when global.hosts.treeOfThoughts is empty)" $real $real) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Connection budget (cloudnativepg mode). Each app opens up to pods x config.workers x
+config.databasePoolMax connections, pods being autoscaling.maxReplicas (else replicaCount), doubled with
+blueGreen (both tracks run at full size during a switch) plus canary.replicas. PgBouncer runs in session
+mode (the only one the apps support: session advisory locks, asyncpg prepared statements), where every
+client connection holds a server connection, so:
+- clients + 20 (superuser, replication, the migrations Job, backups) <= parameters.max_connections;
+- with the pooler, clients <= pooler default_pool_size and max_client_conn of ONE PgBouncer instance
+  (while the other restarts, one carries every client).
+*/}}
+{{- define "mcp-platform.validateConnections" -}}
+{{- if eq .Values.database.mode "cloudnativepg" -}}
+{{- $c := .Values.database.cloudnativepg -}}
+{{- $clients := 0 -}}
+{{- $parts := list -}}
+{{- range $app := list "tool-registry" "tree-of-thoughts" -}}
+{{- $v := index $.Values $app -}}
+{{- if $v.enabled -}}
+{{- $pods := int (ternary $v.autoscaling.maxReplicas $v.replicaCount $v.autoscaling.enabled) -}}
+{{- if $v.blueGreen.enabled }}{{ $pods = mul $pods 2 }}{{ end -}}
+{{- if $v.canary.enabled }}{{ $pods = add $pods $v.canary.replicas }}{{ end -}}
+{{- $n := mul $pods $v.config.workers $v.config.databasePoolMax -}}
+{{- $clients = add $clients $n -}}
+{{- $parts = append $parts (printf "%s %d pods x %v workers x %v databasePoolMax = %d" $app $pods $v.config.workers $v.config.databasePoolMax $n) -}}
+{{- end -}}
+{{- end -}}
+{{- $why := join ", " $parts -}}
+{{- $maxConn := int (get $c.parameters "max_connections" | default "100") -}}
+{{- if gt (add $clients 20) $maxConn -}}
+{{- fail (printf "database: the apps may open %d connections (%s); with 20 reserved that exceeds database.cloudnativepg.parameters.max_connections=%d: raise it, or lower maxReplicas, workers or databasePoolMax" $clients $why $maxConn) -}}
+{{- end -}}
+{{- if $c.pooler.enabled -}}
+{{- $pool := int (get $c.pooler.parameters "default_pool_size" | default "20") -}}
+{{- $maxClient := int (get $c.pooler.parameters "max_client_conn" | default "100") -}}
+{{- if or (gt $clients $pool) (gt $clients $maxClient) -}}
+{{- fail (printf "database: the apps may open %d connections (%s), but one PgBouncer instance in session mode serves at most default_pool_size=%d server and max_client_conn=%d client connections: raise database.cloudnativepg.pooler.parameters, or lower maxReplicas, workers or databasePoolMax" $clients $why $pool $maxClient) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Consistency checks between the umbrella's settings and the subcharts' (subcharts cannot read the
 parent's values, so the wiring is validated here, with messages that say what to set).
 */}}
@@ -126,6 +183,8 @@ parent's values, so the wiring is validated here, with messages that say what to
 {{- if and (eq $mode "external") (not .Values.database.external.existingSecret) (not .Values.database.external.url) -}}
 {{- fail "database.mode=external needs database.external.existingSecret (a Secret with the key DATABASE_URL) or database.external.url" -}}
 {{- end -}}
+{{- include "mcp-platform.validateTotUrl" . -}}
+{{- include "mcp-platform.validateConnections" . -}}
 {{- $want := include "mcp-platform.databaseSecretName" . -}}
 {{- range $app := list "tool-registry" "tree-of-thoughts" -}}
 {{- $v := index $.Values $app -}}

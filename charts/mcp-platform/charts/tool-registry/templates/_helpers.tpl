@@ -133,14 +133,24 @@ Deployment tracks, as a YAML list of {track, suffix, tag, replicas, hpa, service
 {{- if $host -}}{{- $issuer = printf "%s://%s" (dig "publicScheme" "https" $g) $host -}}{{- end -}}
 {{- end -}}
 {{- if not $issuer -}}
-{{- $issuer = printf "http://%s-tree-of-thoughts:8001" .Release.Name -}}
+{{- $issuer = include "tool-registry.totServiceUrl" . -}}
 {{- end -}}
 {{- $issuer -}}
 {{- end -}}
 
+{{/*
+In-cluster URL of the Tree-of-Thoughts Service as the tree-of-thoughts chart names it by default:
+"<release>-tree-of-thoughts" cut to 63 characters, port 8001. Only .Release is read, so the umbrella
+calls it too and fails (naming the value to set) when the real Service differs (nameOverride,
+fullnameOverride or service.port changed there).
+*/}}
+{{- define "tool-registry.totServiceUrl" -}}
+{{- printf "http://%s:8001" (printf "%s-tree-of-thoughts" .Release.Name | trunc 63 | trimSuffix "-") -}}
+{{- end -}}
+
 {{- define "tool-registry.jwksUrl" -}}
 {{- $url := tpl .Values.config.auth.jwksUrl . -}}
-{{- default (printf "http://%s-tree-of-thoughts:8001/.well-known/jwks.json" .Release.Name) $url -}}
+{{- default (printf "%s/.well-known/jwks.json" (include "tool-registry.totServiceUrl" .)) $url -}}
 {{- end -}}
 
 {{/* Host header values accepted by /mcp: public host, extra hosts, and the Services' DNS names. */}}
