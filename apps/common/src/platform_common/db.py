@@ -159,10 +159,51 @@ class Database:
             self._pool = None
 
 
-async def migrate(url: str, package: str, *, table: str) -> list[str]:
+async def connect_when_reachable(url: str, *, wait_seconds: float, connect_timeout: float = 30.0) -> asyncpg.Connection:
+    """One connection, retried with exponential backoff (0.5 s doubling to 10 s) while the database cannot be
+    reached, for up to ``wait_seconds``; every failed attempt is logged with its reason.
+
+    A first install starts the apps, the migrations Job and PostgreSQL together, and a worker may restart
+    while the database is down: waiting here turns that race into a delay instead of a crash loop. Other
+    errors (a wrong password, a missing database) are not retried: waiting would not fix them.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    delay = 0.5
+    attempt = 1
+    while True:
+        try:
+            return await asyncpg.connect(url, timeout=connect_timeout)
+        except CONNECTION_ERRORS as exc:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                logger.error(
+                    "database unreachable after %d attempts in %.0f s (DATABASE_WAIT_SECONDS): %s: %s",
+                    attempt,
+                    wait_seconds,
+                    type(exc).__name__,
+                    exc,
+                )
+                raise
+            pause = min(delay, remaining)
+            logger.warning(
+                "database unreachable (attempt %d, %s: %s); retrying in %.1f s, giving up in %.0f s",
+                attempt,
+                type(exc).__name__,
+                exc,
+                pause,
+                remaining,
+            )
+            await asyncio.sleep(pause)
+            delay = min(delay * 2, 10.0)
+            attempt += 1
+
+
+async def migrate(url: str, package: str, *, table: str, wait_seconds: float = 0.0) -> list[str]:
     """Apply the SQL files of ``package`` not yet recorded in ``table``; returns the applied names.
 
     ``table`` names the bookkeeping table (one per app, so both apps can share one database).
+    ``wait_seconds``: how long to wait for an unreachable database first (``connect_when_reachable``).
     """
     if not re.fullmatch(r"[a-z_]+", table):
         raise ValueError(f"invalid migrations table name: {table!r}")
@@ -172,7 +213,7 @@ async def migrate(url: str, package: str, *, table: str) -> list[str]:
         if _MIGRATION_NAME.match(entry.name)
     )
     applied: list[str] = []
-    conn = await asyncpg.connect(url, timeout=30)
+    conn = await connect_when_reachable(url, wait_seconds=wait_seconds)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(f"migrations:{table}"))
         try:

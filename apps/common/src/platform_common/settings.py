@@ -47,6 +47,14 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
         str, msgspec.Meta(description="PostgreSQL URL (secret). Empty: see each app's default.")
     ] = ""
     database_pool_max: Annotated[int, msgspec.Meta(ge=1, le=200, description="Connections per worker process.")] = 10
+    database_wait_seconds: Annotated[
+        float,
+        msgspec.Meta(
+            ge=0,
+            le=3600,
+            description="At start-up (migrations), how long to retry an unreachable database, with backoff.",
+        ),
+    ] = 60.0
     database_timeout_seconds: Annotated[
         float, msgspec.Meta(gt=0, le=120, description="Timeout for acquiring a connection and for one query.")
     ] = 5.0

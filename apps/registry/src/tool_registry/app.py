@@ -46,7 +46,9 @@ def build_app(settings: RegistrySettings, *, resolver: Resolver | None = None) -
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
+        await migrate(
+            settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE, wait_seconds=settings.database_wait_seconds
+        )
         async with registry.running(), mcp.lifespan(), database_probe(database_check):
             yield
 

@@ -73,7 +73,9 @@ def _migrate(settings: RegistrySettings) -> None:
 
     if not settings.database_url:
         raise SettingsError("DATABASE_URL: required by migrate")
-    applied = asyncio.run(migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE))
+    applied = asyncio.run(
+        migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE, wait_seconds=settings.database_wait_seconds)
+    )
     logger.info("migrations applied: %s", ", ".join(applied) or "none (up to date)")
 
 

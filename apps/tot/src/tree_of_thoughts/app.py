@@ -44,7 +44,9 @@ def build_app(settings: TotSettings) -> Litestar:
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         if database:
-            await migrate(settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE)
+            await migrate(
+                settings.database_url, MIGRATIONS, table=MIGRATIONS_TABLE, wait_seconds=settings.database_wait_seconds
+            )
         probe: AbstractAsyncContextManager[None] = database_probe(checks["database"]) if database else nullcontext()
         async with mcp.lifespan(), probe:
             try:
