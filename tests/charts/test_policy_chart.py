@@ -12,6 +12,7 @@ from tests.charts.test_helm_chart import (
     app_deployment,
     find,
     helm_bin,
+    notes,
     one,
     pod_spec,
     render,
@@ -91,3 +92,9 @@ def test_schema_rejects_bad_rules() -> None:
     assert "policy" in render_fails(helm, None, "--set-json", f"tool-registry.policy.rules={json.dumps(bad_glob)}")
     misspelt = [{"match": {"group": ["x"]}}]
     assert "group" in render_fails(helm, None, "--set-json", f"tool-registry.policy.rules={json.dumps(misspelt)}")
+
+
+def test_notes_say_when_the_policy_is_off() -> None:
+    helm = helm_bin("helm4")
+    assert "tool-registry.policy is off" in notes(helm)
+    assert "tool-registry.policy is off" not in notes(helm, "--set", "tool-registry.policy.enabled=true")
