@@ -13,7 +13,7 @@ import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 from litestar import asgi
@@ -29,6 +29,7 @@ from mcp.shared.exceptions import MCPError
 from platform_common.auth import Principal
 from platform_common.logs import request_id_var
 from platform_common.problems import ProblemError
+from platform_common.settings import is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ class McpApp:
     tools: Sequence[McpTool[Any]] = ()
     resources: Sequence[McpResource] = ()
     allowed_hosts: Sequence[str] = ()
+    allowed_origins: Sequence[str] = ()
     max_request_bytes: int = 1_048_576
     tool_descriptions: Callable[[], Awaitable[dict[str, str]]] | None = None
     _manager: StreamableHTTPSessionManager | None = field(default=None, init=False)
@@ -252,7 +254,7 @@ class McpApp:
         security = TransportSecuritySettings(
             enable_dns_rebinding_protection=bool(self.allowed_hosts),
             allowed_hosts=list(self.allowed_hosts),
-            allowed_origins=[],
+            allowed_origins=list(self.allowed_origins),
         )
         server = self._server()
         managers = [
@@ -294,6 +296,32 @@ class McpApp:
                 principal_var.reset(token)
 
         return mcp_endpoint
+
+
+class RebindingGuard(NamedTuple):
+    """The Host and Origin values ``/mcp`` accepts (empty hosts: the check is off)."""
+
+    hosts: list[str]
+    origins: list[str]
+
+
+def rebinding_guard(configured: Sequence[str], host: str, port: int) -> RebindingGuard:
+    """``allowed_hosts``/``allowed_origins`` for ``McpApp``: MCP_ALLOWED_HOSTS, else loopback names when local.
+
+    A server on loopback is exactly what DNS rebinding targets (a web page in the user's browser
+    resolving its own name to 127.0.0.1), so the guard is on by default there: only
+    localhost/127.0.0.1/[::1] as Host, and as http Origin with our port. Listed hosts get no Origin
+    (MCP clients that are not browsers send none). Elsewhere with nothing configured the check is off:
+    Host names are the ingress's business, and the chart sets MCP_ALLOWED_HOSTS from its hosts.
+    """
+    if configured:
+        return RebindingGuard(list(configured), [])
+    if not is_loopback(host):
+        return RebindingGuard([], [])
+    names = ("localhost", "127.0.0.1", "[::1]")
+    # Any port in Host (a rebinding page's Host is its own name, never a loopback one), but a browser
+    # Origin only from our own port: another local web app must not drive this server.
+    return RebindingGuard([*names, *(f"{name}:*" for name in names)], [f"http://{name}:{port}" for name in names])
 
 
 async def _buffer_body(receive: Receive, limit: int) -> tuple[bytes, Receive]:

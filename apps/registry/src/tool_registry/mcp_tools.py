@@ -14,7 +14,16 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 
 from platform_common.auth import Principal
-from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, ToolError, principal_var, require_scope
+from platform_common.mcp import (
+    McpApp,
+    McpResource,
+    McpTool,
+    ToolContext,
+    ToolError,
+    principal_var,
+    rebinding_guard,
+    require_scope,
+)
 from tool_registry import __version__, catalogue
 from tool_registry.federation import CallResult, UpstreamError
 from tool_registry.models import (
@@ -86,6 +95,7 @@ def marked(entry: Described) -> Described:
 
 def build_mcp(registry: Registry) -> McpApp:
     settings = registry.settings
+    guard = rebinding_guard(settings.mcp_allowed_hosts, settings.host, settings.port)
 
     async def find_tools(args: FindArguments, ctx: ToolContext) -> SearchResponse:
         principal = ctx.require("registry:read")
@@ -123,8 +133,8 @@ def build_mcp(registry: Registry) -> McpApp:
     async def tool_descriptions() -> dict[str, str]:
         # tools/list has no tool context; the caller's principal is the one the route set for this request.
         principal = principal_var.get()
-        if not isinstance(principal, Principal):
-            return {}
+        if not isinstance(principal, Principal) or not principal.has("registry:read"):
+            return {}  # the catalogue's category names are for callers who may read it
         categories = await registry.categories(registry.policy.access(principal), cached=True)
         names = ", ".join(c.name for c in categories.categories[:50]) or "none yet"
         return {"find_tools": f"{FIND_TOOLS} Categories: {names}."}
@@ -205,7 +215,8 @@ def build_mcp(registry: Registry) -> McpApp:
                 description="Catalogue statistics: tools by status and source, embedding models (JSON).",
             ),
         ],
-        allowed_hosts=settings.mcp_allowed_hosts,
+        allowed_hosts=guard.hosts,
+        allowed_origins=guard.origins,
         max_request_bytes=settings.max_request_bytes,
         tool_descriptions=tool_descriptions,
     )

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, require_scope
+from platform_common.mcp import McpApp, McpResource, McpTool, ToolContext, rebinding_guard, require_scope
 from tree_of_thoughts import __version__
 from tree_of_thoughts.config import TotSettings
 from tree_of_thoughts.runs import RunPage, RunRequest, RunService, RunTree, RunView
@@ -49,8 +49,10 @@ class Capabilities(msgspec.Struct):
 
 
 def build_mcp(settings: TotSettings, runs: RunService) -> McpApp:
+    guard = rebinding_guard(settings.mcp_allowed_hosts, settings.host, settings.port)
 
     async def list_strategies(_: NoArguments, ctx: ToolContext) -> Capabilities:
+        ctx.require("tot:read")  # what this server can do is for its callers, not for any token
         return Capabilities(
             strategies=list(STRATEGIES),
             evaluators=list(EVALUATORS),
@@ -173,6 +175,7 @@ def build_mcp(settings: TotSettings, runs: RunService) -> McpApp:
                 matches=lambda uri: TREE_URI.match(uri) is not None,
             )
         ],
-        allowed_hosts=settings.mcp_allowed_hosts,
+        allowed_hosts=guard.hosts,
+        allowed_origins=guard.origins,
         max_request_bytes=settings.max_request_bytes,
     )
