@@ -87,3 +87,25 @@ async def test_no_wait_by_default() -> None:
     with pytest.raises(OSError):
         await migrate(f"postgresql://u:p@127.0.0.1:{free_port()}/db", PACKAGE, table="registry_migrations")
     assert time.monotonic() - started < 1.5
+
+
+async def test_database_password_joins_a_password_free_url(database_url: str) -> None:
+    """DATABASE_URL without a password + DATABASE_PASSWORD from another Secret (GitOps-managed credentials)."""
+    import asyncpg
+
+    from platform_common.settings import BaseSettings, with_password
+
+    parts = urlsplit(database_url)
+    password = parts.password
+    assert password
+    bare = urlunsplit(parts._replace(netloc=f"{parts.username}@{parts.hostname}:{parts.port}"))
+    settings = BaseSettings.from_env({"DATABASE_URL": bare, "DATABASE_PASSWORD": password})
+    conn = await asyncpg.connect(settings.database_url)
+    try:
+        assert await conn.fetchval("SELECT 1") == 1
+    finally:
+        await conn.close()
+    # Any character survives (percent-encoded), and DATABASE_PASSWORD replaces a password already in the URL.
+    odd = with_password("postgresql://mcp:old@db:5432/mcp?sslmode=require", "p@ss:w/rd%?#")
+    assert odd == "postgresql://mcp:p%40ss%3Aw%2Frd%25%3F%23@db:5432/mcp?sslmode=require"
+    assert urlsplit(odd).password and "p%40ss" in odd

@@ -14,6 +14,7 @@ import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import msgspec
 
@@ -21,6 +22,16 @@ S = TypeVar("S", bound="BaseSettings")
 
 # Names the private file through which the runner hands the effective settings to its workers.
 HANDOFF_ENV = "MCP_SETTINGS_FILE"
+
+
+def with_password(url: str, password: str) -> str:
+    """``url`` with its password replaced by ``password`` (percent-encoded, so any character is safe)."""
+    parts = urlsplit(url)
+    if not parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{quote(password, safe='')}@{hostport}"))
 
 
 def _csv(value: str) -> list[str]:
@@ -47,6 +58,13 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
         str, msgspec.Meta(description="PostgreSQL URL (secret). Empty: see each app's default.")
     ] = ""
     database_pool_max: Annotated[int, msgspec.Meta(ge=1, le=200, description="Connections per worker process.")] = 10
+    database_password: Annotated[
+        str,
+        msgspec.Meta(
+            description="Password for DATABASE_URL (and DATABASE_READ_URL), replacing any in the URLs (secret); "
+            "lets the URL be built without it (a Secret managed elsewhere holds only the password)."
+        ),
+    ] = ""
     database_wait_seconds: Annotated[
         float,
         msgspec.Meta(
@@ -119,6 +137,10 @@ class BaseSettings(msgspec.Struct, frozen=True, kw_only=True):
             if value is not None:
                 raw[name] = _csv(value) if _is_list(cls, name) else value
         raw.update({k: v for k, v in overrides.items() if v is not None})
+        if password := raw.get("database_password"):
+            for key in ("database_url", "database_read_url"):
+                if raw.get(key):
+                    raw[key] = with_password(raw[key], password)
         try:
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
