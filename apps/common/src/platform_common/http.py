@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import logging
 import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.enums import ScopeType
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp, HTTPScope, Message, Receive, Scope, Send
 
 from platform_common import metrics
@@ -104,14 +105,50 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _QUIET_PATHS = frozenset({"/health", "/ready"})
 
 
+# The API docs UI: one exact file of one Scalar release (MIT), checked by the browser against its
+# SHA-384 (Subresource Integrity) from the npm tarball, so a changed CDN file never runs on our origin.
+SCALAR_JS_URL = "https://cdn.jsdelivr.net/npm/@scalar/api-reference@1.76.0/dist/browser/standalone.js"
+SCALAR_JS_INTEGRITY = "sha384-oH1C0RwqcwbVXkC+r8A+4qRoyEUQdtxAzOwumkxZtQBBcsy61FOoPt7B50OVJYYQ"
+
+
+class PinnedScalarRenderPlugin(ScalarRenderPlugin):
+    """Scalar from a pinned URL with an ``integrity`` attribute; nothing else from third parties.
+
+    Litestar's page loads ``@latest`` and a stylesheet and icon from a branch (``@main``) of
+    another repository, none with integrity: whoever controls them runs script next to our API.
+    """
+
+    def __init__(self, *, path: str) -> None:
+        super().__init__(path=path, js_url=SCALAR_JS_URL, favicon="")
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        """The page: the schema URL and the pinned, integrity-checked script."""
+        title = html.escape(str(openapi_schema["info"]["title"]))
+        return f"""<!DOCTYPE html>
+<html>
+  <head>
+    <title>{title}</title>
+    {self.style}
+    <meta charset="utf-8"/>
+    <meta name="viewport" content="width=device-width, initial-scale=1">
+  </head>
+  <body>
+    <noscript>The API reference needs JavaScript; the schema is at /schema/openapi.json.</noscript>
+    <script id="api-reference" data-url="{html.escape(self.get_openapi_json_route(request))}"></script>
+    <script src="{self.js_url}" integrity="{SCALAR_JS_INTEGRITY}" crossorigin="anonymous"></script>
+  </body>
+</html>
+""".encode()
+
+
 def openapi_config(title: str, version: str, description: str) -> OpenAPIConfig:
-    """OpenAPI at ``/schema`` (rendered) and ``/schema/openapi.json``."""
+    """OpenAPI at ``/schema`` (rendered by pinned Scalar) and ``/schema/openapi.json``."""
     return OpenAPIConfig(
         title=title,
         version=version,
         description=description,
         path="/schema",
-        render_plugins=[ScalarRenderPlugin(path="/"), SwaggerRenderPlugin(path="/swagger")],
+        render_plugins=[PinnedScalarRenderPlugin(path="/")],
     )
 
 
