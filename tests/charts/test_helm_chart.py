@@ -858,6 +858,7 @@ PROMQL_WORDS = {
 
 def metric_names(expr: str) -> set[str]:
     expr = re.sub(r'"[^"]*"', '""', expr)  # drop label values
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # drop label matchers
     expr = re.sub(r"\[[^\]]*\]", "", expr)  # drop range selectors
     words = set(re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr))
     return {w for w in words if w not in PROMQL_WORDS}
