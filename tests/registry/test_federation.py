@@ -71,6 +71,11 @@ async def test_register_sync_call_and_resync(registry_url: str) -> None:
             body = {"name": "up", "url": f"{up}/mcp", "auto_approve": True}
             created = await http.post("/api/v1/servers", json=body)
             assert created.status_code == 201, created.text
+            # A server's failure counter is exported at 0 before any sync, so increase() sees the first failure.
+            fresh = {"name": f"fresh-{port}", "url": f"{up}/mcp"}
+            assert (await http.post("/api/v1/servers", json=fresh)).status_code == 201
+            assert REGISTRY.get_sample_value("registry_upstream_sync_failures_total", {"server": fresh["name"]}) == 0
+            assert (await http.delete(f"/api/v1/servers/{fresh['name']}")).status_code == 204
             assert (await http.post("/api/v1/servers", json=body)).status_code == 409
 
             synced = await http.post("/api/v1/servers/up/sync")

@@ -198,6 +198,7 @@ class Federation:
                 )
         except asyncpg.UniqueViolationError as exc:
             raise ProblemError(409, "Server exists", detail=f"A server named '{server.name}' exists.") from exc
+        _export_failure_series([server.name])
         return row_to_server(row)
 
     def _check_credential(self, server: ServerIn, target: Target) -> None:
@@ -456,6 +457,9 @@ class Federation:
     async def run(self) -> None:
         """Every replica runs this loop; the advisory lock makes one of them do the work."""
         while True:
+            with contextlib.suppress(DatabaseUnavailable):
+                async with self.database.connection() as conn:
+                    _export_failure_series([server.name for server in await self.servers(conn)])
             await asyncio.sleep(self.interval)
             try:
                 await self.sync_due()
@@ -463,6 +467,16 @@ class Federation:
                 logger.warning("scheduled upstream sync skipped: %s", exc)
             except Exception:
                 logger.exception("scheduled upstream sync failed")
+
+
+def _export_failure_series(names: list[str]) -> None:
+    """Create each server's failure counter at 0 ahead of its syncs on this process.
+
+    ``increase()`` needs a sample before the first failure: a series born at 1 shows no increase,
+    so RegistryUpstreamSyncFailing would miss a server whose first sync fails.
+    """
+    for name in names:
+        observability.UPSTREAM_SYNC_FAILURES.labels(name)
 
 
 async def _set_status(conn: asyncpg.Connection, stored: Tool, status: str, actor: str) -> None:
