@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
+
 from platform_common.auth import Principal
 from platform_common.db import Database
 from tool_registry import catalogue, observability, search
@@ -190,7 +192,12 @@ class Registry:
             outcome = "tool_error" if result.is_error else "ok"
             return result
         finally:
-            await self.audit.finish(entry, principal, name, upstream, digest, outcome, time.perf_counter() - started)
+            # Shielded: a caller that goes away cancels the call (anyio cancels every later await in
+            # its scope), but the row must still say how it ended; the write is bounded by the pool timeout.
+            with anyio.CancelScope(shield=True):
+                await self.audit.finish(
+                    entry, principal, name, upstream, digest, outcome, time.perf_counter() - started
+                )
 
     # --- reads ---------------------------------------------------------------------------------
 
