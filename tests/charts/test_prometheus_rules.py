@@ -28,6 +28,7 @@ ALERTS = {
     "MCPHighCPUUsage",
     "MCPHighMemoryUsage",
     "MCPJWTKeyRotationDue",
+    "MCPJWTKeyStoreStale",
     "RegistryEmbeddingErrors",
     "RegistryUpstreamSyncFailing",
 }
@@ -130,7 +131,7 @@ def test_a_disabled_app_has_no_rules(disabled: str, tmp_path: Path) -> None:
     groups = rule_groups("prod", f"{disabled}.enabled=false")
     rules = [r for g in groups["groups"] for r in g["rules"]]
     own = {"tool-registry": {"RegistryEmbeddingErrors", "RegistryUpstreamSyncFailing"},
-           "tree-of-thoughts": {"MCPJWTKeyRotationDue"}}  # fmt: skip
+           "tree-of-thoughts": {"MCPJWTKeyRotationDue", "MCPJWTKeyStoreStale"}}  # fmt: skip
     assert {r["alert"] for r in rules} == ALERTS - own[disabled]
     down = next(r["expr"] for r in rules if r["alert"] == "MCPServerDown")
     enabled = ({"tool-registry", "tree-of-thoughts"} - {disabled}).pop()
