@@ -817,6 +817,7 @@ ALLOWED_METRICS = {
     "process_resident_memory_bytes",
     "up",
     "mcp_jwt_key_created_timestamp",
+    "mcp_jwt_key_store_last_success_timestamp",
     "mcp_database_up",
     "registry_embedding_errors_total",
     "registry_upstream_sync_failures_total",
