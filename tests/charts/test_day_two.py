@@ -222,3 +222,94 @@ def test_migrations_job_honours_the_url_key() -> None:
     job = next(d for d in docs if d["kind"] == "Job")
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "uri"}
+
+
+# --------------------------------------------------------------------------------------------- GitOps
+GITOPS = {
+    "embedded": [
+        *("--set", "database.generatePasswords=false", "--set", "pgvector.auth.existingSecret=mcp-db-credentials"),
+        *("--set", "tool-registry.database.passwordSecret.name=mcp-db-credentials"),
+        *("--set", "tree-of-thoughts.database.passwordSecret.name=mcp-db-credentials"),
+    ],
+    "cloudnativepg": [
+        *("-f", str(VALUES["prod"]), "--set", "database.generatePasswords=false"),
+        *("--set", "tool-registry.database.passwordSecret.name=mcp-db-app"),
+        *("--set", "tree-of-thoughts.database.passwordSecret.name=mcp-db-app"),
+    ],
+}
+
+
+def argocd_template(binary: Path, *args: str) -> str:
+    """What Argo CD runs: `helm template` with the API versions, no --is-upgrade, no cluster (no lookup)."""
+    cmd = [str(binary), "template", "mcp", str(CHART), "--namespace", NAMESPACE, "--include-crds", *args]
+    proc = subprocess.run([*cmd, *API_VERSIONS], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def argocd_phase(doc: dict[str, Any]) -> str:
+    """Argo CD's sync phase for a rendered object: its own hook annotation wins over Helm's, which it maps."""
+    annotations = doc["metadata"].get("annotations") or {}
+    if "argocd.argoproj.io/hook" in annotations:
+        return str(annotations["argocd.argoproj.io/hook"])
+    helm_hooks = set(str(annotations.get("helm.sh/hook", "")).split(",")) - {""}
+    if helm_hooks & {"pre-install", "pre-upgrade"}:
+        return "PreSync"
+    if helm_hooks & {"post-install", "post-upgrade"}:
+        return "PostSync"
+    if helm_hooks == {"test"}:
+        return "Skip"  # Argo CD ignores test hooks
+    return "Sync"
+
+
+@pytest.mark.parametrize("binary", list(BINARIES))
+@pytest.mark.parametrize("mode", list(GITOPS))
+def test_gitops_renders_are_reproducible_and_password_free(binary: str, mode: str) -> None:
+    helm = helm_bin(binary)
+    first, second = argocd_template(helm, *GITOPS[mode]), argocd_template(helm, *GITOPS[mode])
+    assert first == second  # nothing random: every Argo CD sync applies the same objects
+    docs = [d for d in yaml.safe_load_all(first) if d]
+    password_secret = GITOPS[mode][-1].split("=", 1)[1]
+    urls = secret_data(docs, "mcp-database")
+    assert "password" not in urls and "postgres-password" not in urls
+    assert all(":" not in urlsplit_userinfo(v) for k, v in urls.items() if k.endswith("_URL"))
+    for d in docs:
+        if d["kind"] in {"Deployment", "Job"} and d["metadata"]["name"].startswith(("mcp-tool", "mcp-tree")):
+            env = {e["name"]: e for c in d["spec"]["template"]["spec"]["containers"] for e in c.get("env", [])}
+            ref = env["DATABASE_PASSWORD"]["valueFrom"]["secretKeyRef"]
+            assert ref == {"name": password_secret, "key": "password"}, d["metadata"]["name"]
+    if mode == "cloudnativepg":
+        cluster = next(d for d in docs if d["kind"] == "Cluster")
+        assert "secret" not in cluster["spec"]["bootstrap"]["initdb"]  # CNPG generates mcp-db-app
+        assert not [d for d in docs if d["metadata"]["name"].endswith("-app-credentials")]
+    # Argo CD phases: on the first sync nothing may need the database before it exists.
+    phases = {(d["kind"], d["metadata"]["name"]): argocd_phase(d) for d in docs}
+    assert phases[("Job", "mcp-tool-registry-migrate")] == "PostSync"
+    assert {k for k, v in phases.items() if v == "PreSync"} == set()
+
+
+def urlsplit_userinfo(url: str) -> str:
+    return url.split("//", 1)[1].split("@", 1)[0]
+
+
+def test_gitops_without_a_password_secret_stops_with_the_value_to_set() -> None:
+    err = helm_fails("--set", "database.generatePasswords=false")
+    assert "set pgvector.auth.existingSecret" in err
+    err = helm_fails("--set", "database.generatePasswords=false", "--set", "pgvector.auth.existingSecret=creds")
+    assert "set tool-registry.database.passwordSecret.name=creds (key password)" in err
+    err = helm_fails("-f", str(VALUES["prod"]), "--set", "database.generatePasswords=false")
+    assert "set tool-registry.database.passwordSecret.name=mcp-db-app" in err
+    err = helm_fails("--set", "tool-registry.database.passwordSecret.name=x")
+    assert "only used with database.generatePasswords=false" in err
+
+
+def test_external_mode_migrations_stay_presync_under_argocd() -> None:
+    out = argocd_template(
+        helm_bin("helm4"),
+        *("--set", "database.mode=external", "--set", "pgvector.enabled=false"),
+        *("--set", "database.external.url=postgresql://u:p@db:5432/mcp"),
+    )
+    docs = [d for d in yaml.safe_load_all(out) if d]
+    phases = {(d["kind"], d["metadata"]["name"]): argocd_phase(d) for d in docs}
+    assert phases[("Job", "mcp-tool-registry-migrate")] == "PreSync"  # the database exists before the release
+    assert phases[("Secret", "mcp-database")] == "PreSync"

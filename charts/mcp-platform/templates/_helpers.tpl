@@ -128,6 +128,45 @@ come from mcp-platform.totName and its service.port.
 {{- end -}}
 
 {{/*
+With database.generatePasswords false nothing is generated (GitOps-safe): the passwords come from a
+Secret managed elsewhere, which each app reads as DATABASE_PASSWORD (<app>.database.passwordSecret).
+*/}}
+{{- define "mcp-platform.passwordSecretName" -}}
+{{- $mode := .Values.database.mode -}}
+{{- if .Values.database.generatePasswords -}}
+{{- else if eq $mode "embedded" -}}
+{{- tpl .Values.pgvector.auth.existingSecret . -}}
+{{- else if eq $mode "cloudnativepg" -}}
+{{- printf "%s-app" (include "mcp-platform.cnpgClusterName" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mcp-platform.validatePasswords" -}}
+{{- $mode := .Values.database.mode -}}
+{{- if and (not .Values.database.generatePasswords) (eq $mode "embedded") -}}
+{{- $secret := tpl .Values.pgvector.auth.existingSecret . -}}
+{{- if or (not $secret) (eq $secret (printf "%s-database" .Release.Name)) -}}
+{{- fail "database.generatePasswords=false: set pgvector.auth.existingSecret to a Secret you manage with the keys password (application role) and postgres-password (superuser)" -}}
+{{- end -}}
+{{- end -}}
+{{- $want := include "mcp-platform.passwordSecretName" . -}}
+{{- if ne $mode "external" -}}
+{{- range $app := list "tool-registry" "tree-of-thoughts" -}}
+{{- $v := index $.Values $app -}}
+{{- if $v.enabled -}}
+{{- $got := tpl $v.database.passwordSecret.name $ -}}
+{{- if and $want (ne $got $want) -}}
+{{- fail (printf "database.generatePasswords=false: the database URL carries no password; set %s.database.passwordSecret.name=%s (key %s)" $app $want $v.database.passwordSecret.key) -}}
+{{- end -}}
+{{- if and (not $want) $got -}}
+{{- fail (printf "%s.database.passwordSecret.name is only used with database.generatePasswords=false (the generated URL carries the password): unset it" $app) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 Connection budget (cloudnativepg mode). Each app opens up to pods x config.workers x
 config.databasePoolMax connections, pods being autoscaling.maxReplicas (else replicaCount), doubled with
 blueGreen (both tracks run at full size during a switch) plus canary.replicas. PgBouncer runs in session
@@ -184,6 +223,7 @@ parent's values, so the wiring is validated here, with messages that say what to
 {{- fail "database.mode=external needs database.external.existingSecret (a Secret with the key DATABASE_URL) or database.external.url" -}}
 {{- end -}}
 {{- include "mcp-platform.validateTotUrl" . -}}
+{{- include "mcp-platform.validatePasswords" . -}}
 {{- include "mcp-platform.validateConnections" . -}}
 {{- $want := include "mcp-platform.databaseSecretName" . -}}
 {{- range $app := list "tool-registry" "tree-of-thoughts" -}}
