@@ -438,7 +438,7 @@ def test_environment_contract(docs: Docs) -> None:
         assert not SECRET_ENV & set(cm), f"{app}: secrets in the ConfigMap"
         assert cm["HOST"] == "0.0.0.0" and cm["PORT"] == str(port) and cm["METRICS_PORT"] == "8080"  # noqa: S104
         assert cm["DATA_DIR"].startswith("/tmp/")
-        assert cm["AUTH_MODE"] == "jwt" and cm["AUTH_AUDIENCE"] == "mcp-platform"
+        assert cm["AUTH_MODE"] == "jwt" and cm["AUTH_AUDIENCE"] == app  # each service only its own tokens
         # The registry fetches the issuer's JWKS in-cluster; the issuer verifies with its own keys in-process.
         jwks = f"http://{RELEASE}-tree-of-thoughts:8001/.well-known/jwks.json" if app == "tool-registry" else ""
         assert cm["AUTH_JWKS_URL"] == jwks
@@ -476,6 +476,7 @@ def test_staging_public_hosts_in_allowed_hosts(rendered: dict[tuple[str, str, bo
     tot_secret = one(docs, "Secret", f"{RELEASE}-tree-of-thoughts")
     clients = json.loads(__import__("base64").b64decode(tot_secret["data"]["OAUTH_CLIENTS"]))
     assert clients[0]["client_id"] == "helm-test" and len(clients[0]["secret_sha256"]) == 64
+    assert clients[0]["audiences"] == ["tool-registry", "tree-of-thoughts"]
 
 
 def test_key_overlap_guard() -> None:

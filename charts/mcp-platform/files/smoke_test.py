@@ -14,6 +14,8 @@ AUTH_MODE = os.environ.get("AUTH_MODE", "jwt")
 CLIENT_ID = os.environ.get("OAUTH_CLIENT_ID", "")
 CLIENT_SECRET = os.environ.get("OAUTH_CLIENT_SECRET", "")
 SCOPE = os.environ.get("OAUTH_SCOPE", "")
+# The registry accepts only tokens minted for its own audience.
+REGISTRY_AUDIENCE = os.environ.get("REGISTRY_AUDIENCE", "tool-registry")
 failures: list[str] = []
 
 
@@ -41,7 +43,7 @@ for label, base in (("registry", REGISTRY), ("tree-of-thoughts", TOT)):
 
 token = ""
 if TOT and CLIENT_ID:
-    form = {"grant_type": "client_credentials"}
+    form = {"grant_type": "client_credentials", "audience": REGISTRY_AUDIENCE}
     if SCOPE:
         form["scope"] = SCOPE
     basic = base64.b64encode(f"{CLIENT_ID}:{CLIENT_SECRET}".encode()).decode()
