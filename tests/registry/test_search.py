@@ -6,7 +6,9 @@ import httpx
 import pytest
 from mcp import Client
 
+from platform_common.db import Database
 from tests.registry.conftest import tool
+from tool_registry.search import SERVER_SETTINGS
 
 CATALOGUE = [
     tool(
@@ -128,3 +130,18 @@ async def test_mcp_tools_and_resources(catalogue: str, mode: str) -> None:
         assert '"total":5' in stats.contents[0].text  # type: ignore[union-attr]
         cats = await client.read_resource("registry://categories")
         assert "travel" in cats.contents[0].text  # type: ignore[union-attr]
+
+
+async def test_search_connections_keep_their_session_settings_across_pool_resets(database_url: str) -> None:
+    """A search is one statement without SET LOCAL: its settings come with every pooled connection,
+    and the pool's RESET ALL on release returns them to those start-up values, not to the defaults."""
+    database = Database(database_url, max_size=1, server_settings=SERVER_SETTINGS)
+    try:
+        for _ in range(2):  # the second acquire gets the same connection after RESET ALL
+            async with database.connection() as conn:
+                await conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+                shown = {name: await conn.fetchval(f"SHOW {name}") for name in SERVER_SETTINGS}
+                await conn.execute("SET plan_cache_mode = auto")
+        assert shown == SERVER_SETTINGS
+    finally:
+        await database.close()

@@ -101,10 +101,14 @@ async def _release(pool: asyncpg.Pool, conn: asyncpg.Connection) -> None:
 class Database:
     """A lazily connected pool. The app starts even when PostgreSQL is down, and heals when it returns."""
 
-    def __init__(self, url: str, *, max_size: int = 10, timeout: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, max_size: int = 10, timeout: float = 5.0, server_settings: dict[str, str] | None = None
+    ) -> None:
+        """``server_settings``: session settings every connection starts with (sent once, at connect)."""
         self.url = url
         self.max_size = max_size
         self.timeout = timeout
+        self.server_settings = server_settings
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -120,6 +124,7 @@ class Database:
                         timeout=self.timeout,
                         command_timeout=self.timeout * 6,
                         max_inactive_connection_lifetime=60,
+                        server_settings=self.server_settings,
                     )
         return self._pool
 

@@ -68,13 +68,17 @@ class Registry:
     def build(cls, settings: RegistrySettings, *, resolver: Resolver | None = None) -> Registry:
         """``resolver`` replaces the system's DNS for upstream hosts (tests pointing names at loopback)."""
         primary = Database(
-            settings.database_url, max_size=settings.database_pool_max, timeout=settings.database_timeout_seconds
+            settings.database_url,
+            max_size=settings.database_pool_max,
+            timeout=settings.database_timeout_seconds,
+            server_settings=search.SERVER_SETTINGS,
         )
         replica = (
             Database(
                 settings.database_read_url,
                 max_size=settings.database_pool_max,
                 timeout=settings.database_timeout_seconds,
+                server_settings=search.SERVER_SETTINGS,
             )
             if settings.database_read_url
             else primary

@@ -13,6 +13,7 @@ the same thing for every query and ``min_score`` is a usable threshold.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Sequence
@@ -51,6 +52,19 @@ CALIBRATION: dict[Mode, Calibration] = {
 HIT_COLUMNS = "t.name, t.title, t.description, t.category, t.tags, t.version, t.status, t.source, t.approved_digest"
 # ts_rank_cd normalisation 32: rank / (rank + 1), a fixed map into [0, 1).
 TEXT_RANK = "ts_rank_cd(t.search_text, q.tsq, 32)"
+# Session settings of the search pool's connections, sent once in the start-up packet (asyncpg's
+# ``server_settings``; they survive the pool's RESET ALL), so a search is one statement and one round trip
+# instead of BEGIN, SET LOCAL, the query and COMMIT. They are harmless to the pool's other statements.
+SERVER_SETTINGS = {
+    # The first HNSW candidate list; with the iterative scan it is a starting size, not a cap (k is at most 100).
+    "hnsw.ef_search": "40",
+    # Keep walking the graph until k rows pass the filters, in roughly best-first order: we re-rank anyway.
+    "hnsw.iterative_scan": "relaxed_order",
+    # asyncpg prepares statements, and after five runs PostgreSQL may pick a generic plan that cannot see
+    # the filters' values and sorts every vector exactly (20 ms at 10k tools).
+    "plan_cache_mode": "force_custom_plan",
+}
+_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -75,7 +89,7 @@ def text_query(query: str) -> str:
     almost nothing, so any word may match and ts_rank_cd rewards the tools matching more of them.
     Punctuation is dropped so quotes and dashes never act as phrase or negation operators.
     """
-    return " or ".join(re.findall(r"\w+", query.lower())[:64])
+    return " or ".join(_WORD.findall(query.lower())[:64])
 
 
 def candidate_count(limit: int) -> int:
@@ -96,9 +110,11 @@ _FILTERS = """t.status = 'active'
           AND ($6::text[] IS NULL OR t.name LIKE ANY ($6::text[]))"""
 
 
+@functools.lru_cache(maxsize=64)
 def candidates_sql(mode: Mode, model: str | None, dimension: int) -> str:
     """The statement for ``mode``. The model name and dimension are literals, not parameters, so the
     planner can match the model's partial expression index (a parameter never proves a predicate).
+    Cached: the few (mode, model) pairs in use are built once, not per request.
 
     Parameters: $1 query vector, $2 text query, $3 category, $4 tags, $5 candidates per index,
     $6 LIKE patterns of the visible names (NULL: all).
@@ -146,26 +162,21 @@ async def candidates(
     filters: Filters,
     limit: int,
 ) -> list[Candidate]:
-    """Candidates from the indexes ``mode`` uses, each with both features (NULLs become 0)."""
+    """Candidates from the indexes ``mode`` uses, each with both features (NULLs become 0).
+
+    One statement outside any transaction: ``conn`` comes from a pool opened with ``SERVER_SETTINGS``.
+    """
     k = candidate_count(limit)
     sql = candidates_sql(mode, model if vector is not None else None, dimension)
-    async with conn.transaction():
-        # relaxed_order: keep scanning the graph until k rows pass the filters; we re-rank anyway.
-        # force_custom_plan: asyncpg prepares statements, and after five runs PostgreSQL may pick a
-        # generic plan that cannot see the filters' values and sorts every vector exactly (20 ms at 10k).
-        await conn.execute(
-            f"SET LOCAL hnsw.ef_search = {max(40, k)}; SET LOCAL hnsw.iterative_scan = relaxed_order; "
-            "SET LOCAL plan_cache_mode = force_custom_plan"
-        )
-        rows = await conn.fetch(
-            sql,
-            vector,
-            text_query(query),
-            filters.category,
-            list(filters.tags),
-            k,
-            None if filters.names is None else list(filters.names),
-        )
+    rows = await conn.fetch(
+        sql,
+        vector,
+        text_query(query),
+        filters.category,
+        list(filters.tags),
+        k,
+        None if filters.names is None else list(filters.names),
+    )
     return [
         Candidate(
             hit=SearchHit(
