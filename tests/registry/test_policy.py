@@ -70,11 +70,16 @@ class Done(msgspec.Struct):
     done: str
 
 
+# Every upstream tool invocation, in order: proves which calls reached an upstream.
+UPSTREAM_CALLS: list[str] = []
+
+
 def upstream(tools: dict[str, bool]) -> Litestar:
     """An MCP server whose tools (name → destructive) answer with their own name."""
 
     def handler(name: str) -> Any:
         async def run(args: TextArgs, _: ToolContext) -> Done:
+            UPSTREAM_CALLS.append(name)
             return Done(f"{name}:{args.text}")
 
         return run
@@ -463,3 +468,22 @@ async def test_every_call_is_audited_and_readable_with_the_audit_scope(
     async with httpx.AsyncClient(base_url=registry, timeout=60) as http:
         remaining = (await http.get("/api/v1/audit", headers=ADMIN)).json()["entries"]
         assert {e["subject"] for e in remaining} == {"bob"} and len(remaining) == 3
+
+
+async def test_a_call_that_cannot_be_audited_is_not_made(registry: str) -> None:
+    """The pending row is written before the upstream is contacted; if it cannot be, nothing is called.
+
+    PostgreSQL text cannot hold NUL, so a (validly signed) subject containing one cannot be audited.
+    """
+    unauditable = bearer("eve\u0000", AGENT, ["platform"])
+    before = len(UPSTREAM_CALLS)
+    async with mcp_session(registry, unauditable) as eve:
+        refused = await eve.call_tool("call_tool", {"name": "gh.read_issue", "arguments": {"text": "x"}})
+    assert refused.is_error and "NUL" in refused.content[0].text  # type: ignore[union-attr]
+    assert len(UPSTREAM_CALLS) == before
+    async with mcp_session(registry, ADMIN) as admin:
+        called = await admin.call_tool("call_tool", {"name": "gh.read_issue", "arguments": {"text": "x"}})
+    assert not called.is_error and UPSTREAM_CALLS[before:] == ["read_issue"]
+    async with httpx.AsyncClient(base_url=registry, timeout=60) as http:
+        entries = (await http.get("/api/v1/audit", headers=ADMIN)).json()["entries"]
+    assert [(e["subject"], e["outcome"]) for e in entries] == [("admin", "ok")]
