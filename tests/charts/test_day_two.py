@@ -6,6 +6,7 @@ renders of a test run in a thread pool.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.charts.test_helm_chart import API_VERSIONS, BINARIES, CHART, VALUES, helm_bin, pod_labels
+from tests.charts.test_helm_chart import API_VERSIONS, BINARIES, CHART, REPO, VALUES, helm_bin, pod_labels
 
 Docs = list[dict[str, Any]]
 
@@ -313,3 +314,228 @@ def test_external_mode_migrations_stay_presync_under_argocd() -> None:
     phases = {(d["kind"], d["metadata"]["name"]): argocd_phase(d) for d in docs}
     assert phases[("Job", "mcp-tool-registry-migrate")] == "PreSync"  # the database exists before the release
     assert phases[("Secret", "mcp-database")] == "PreSync"
+
+
+# --------------------------------------------------------------------------------------------- blue-green
+def replicas_and_hpas(docs: Docs, app: str) -> tuple[dict[str, int | None], set[str]]:
+    deployments = {
+        d["metadata"]["name"]: d["spec"].get("replicas")
+        for d in docs
+        if d["kind"] == "Deployment" and app_name(d) == app
+    }
+    hpas = {d["metadata"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler" and app_name(d) == app}
+    return deployments, hpas
+
+
+@pytest.mark.parametrize("app", ["tool-registry", "tree-of-thoughts"])
+def test_blue_green_switch_keeps_the_outgoing_track_until_it_is_retired(app: str) -> None:
+    base = [
+        *("--set", f"{app}.blueGreen.enabled=true", "--set", f"{app}.autoscaling.enabled=true"),
+        *("--set", f"{app}.autoscaling.minReplicas=3", "--set", f"{app}.autoscaling.maxReplicas=6"),
+    ]
+    if app == "tree-of-thoughts":
+        base += ["--set", "tree-of-thoughts.keyStore.type=kubernetes"]
+    blue, green = f"mcp-{app}-blue", f"mcp-{app}-green"
+    steps = {
+        "steady": ["--set", f"{app}.blueGreen.activeTrack=blue", "--set", f"{app}.blueGreen.retiredTracks={{green}}"],
+        "both": ["--set", f"{app}.blueGreen.activeTrack=blue", "--set-json", f"{app}.blueGreen.retiredTracks=[]"],
+        "switched": ["--set", f"{app}.blueGreen.activeTrack=green", "--set-json", f"{app}.blueGreen.retiredTracks=[]"],
+        "retired": ["--set", f"{app}.blueGreen.activeTrack=green", "--set", f"{app}.blueGreen.retiredTracks={{blue}}"],
+    }
+    rendered = render_many({k: (helm_bin("helm4"), "mcp", [*base, *v]) for k, v in steps.items()})
+    state = {k: replicas_and_hpas(v, app) for k, v in rendered.items()}
+    # Steady: blue autoscaled, green parked at inactiveReplicas.
+    assert state["steady"] == ({blue: None, green: 1}, {blue})
+    # Both at full size, each with its own HPA; the switch changes the Service, not the capacity.
+    assert state["both"] == state["switched"] == ({blue: None, green: None}, {blue, green})
+    selector = {
+        k: next(d for d in v if d["kind"] == "Service" and d["metadata"]["name"] == f"mcp-{app}")["spec"]["selector"]
+        for k, v in rendered.items()
+    }
+    assert selector["both"]["track"] == "blue" and selector["switched"]["track"] == "green"
+    # The green HPA keeps its name from "both" to "retired": no HPA is recreated by the switch.
+    assert state["retired"] == ({blue: 1, green: None}, {green})
+    err = helm_fails(
+        *base, "--set", f"{app}.blueGreen.activeTrack=green", "--set", f"{app}.blueGreen.retiredTracks={{green}}"
+    )
+    assert "activeTrack green is listed in blueGreen.retiredTracks" in err
+
+
+# --------------------------------------------------------------------------------------------- upgrades
+# The chart as it was before the day-two changes (no release tag exists yet: the newest tag would do).
+BASE_REVISION = "1c68ea28c171e07f1a7d9340209f1d18b08dbb31"
+
+
+def base_revision() -> str:
+    tags = subprocess.run(
+        ["git", "-C", str(CHART), "tag", "--sort=-creatordate"], capture_output=True, text=True, check=False
+    ).stdout.split()
+    return tags[0] if tags else BASE_REVISION
+
+
+@pytest.fixture(scope="module")
+def previous_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import io
+    import tarfile
+
+    rev = base_revision()
+    repo = CHART.parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(repo), "archive", "--format=tar", rev, "charts/mcp-platform", "values"],
+        capture_output=True,
+        check=False,
+    )
+    if archive.returncode != 0:
+        shallow = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--is-shallow-repository"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if shallow.stdout.strip() == "true":
+            pytest.skip(f"{rev} is not in this shallow clone (fetch with --depth 0 or --unshallow)")
+        pytest.fail(f"git archive {rev}: {archive.stderr.decode()[:200]}")
+    target = tmp_path_factory.mktemp("previous")
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(target, filter="data")
+    return target / "charts" / "mcp-platform"
+
+
+def immutable_fields(docs: Docs) -> dict[tuple[str, str], Any]:
+    """Fields Kubernetes refuses to change in place (an upgrade would fail, or need a delete)."""
+    fields: dict[tuple[str, str], Any] = {}
+    for d in docs:
+        kind, name, spec = d["kind"], d["metadata"]["name"], d.get("spec") or {}
+        hook = "helm.sh/hook" in (d["metadata"].get("annotations") or {})
+        if kind in {"Deployment", "StatefulSet", "DaemonSet"}:
+            fields[(kind, name)] = {"selector": spec["selector"]}
+        if kind == "StatefulSet":
+            claims = [{"name": c["metadata"]["name"], "spec": c["spec"]} for c in spec.get("volumeClaimTemplates", [])]
+            fields[(kind, name)].update(serviceName=spec["serviceName"], volumeClaimTemplates=claims)
+        if kind == "Job" and not hook:  # hook Jobs are deleted and recreated (before-hook-creation)
+            fields[(kind, name)] = {"template": spec["template"]}
+        if kind == "RoleBinding":
+            fields[(kind, name)] = {"roleRef": d["roleRef"]}
+        if kind == "PersistentVolumeClaim":
+            fields[(kind, name)] = {
+                "storageClassName": spec.get("storageClassName"),
+                "accessModes": spec["accessModes"],
+            }
+    return fields
+
+
+UPGRADE_VALUES = [v for v in VALUES if v != "default"] + ["default"]
+
+
+@pytest.mark.parametrize("binary", list(BINARIES))
+def test_upgrade_from_the_previous_chart_changes_no_immutable_field(binary: str, previous_chart: Path) -> None:
+    helm = helm_bin(binary)
+
+    old_root = previous_chart.parents[1]
+
+    def args(values: str, which: str = "new") -> list[str]:
+        path = VALUES[values]
+        if not path:
+            return []
+        # Today's values first; where the previous schema refuses a key added since, that revision's own file.
+        return ["-f", str(old_root / path.relative_to(REPO) if which == "old-own" else path)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = {
+            (values, which): pool.submit(
+                subprocess.run,
+                [
+                    str(helm),
+                    "template",
+                    "mcp",
+                    str(chart),
+                    "--namespace",
+                    NAMESPACE,
+                    *args(values, which),
+                    *API_VERSIONS,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            for values in UPGRADE_VALUES
+            for which, chart in (("old", previous_chart), ("old-own", previous_chart), ("new", CHART))
+        }
+        results = {k: f.result() for k, f in jobs.items()}
+    for values in UPGRADE_VALUES:
+        old, new = results[(values, "old")], results[(values, "new")]
+        if old.returncode != 0 and "schema" in old.stderr:
+            old = results[(values, "old-own")]
+        assert old.returncode == 0, f"{values}: the previous chart does not render: {old.stderr}"
+        assert new.returncode == 0, new.stderr
+        before = immutable_fields([d for d in yaml.safe_load_all(old.stdout) if d])
+        after = immutable_fields([d for d in yaml.safe_load_all(new.stdout) if d])
+        changed = {k: (before[k], after[k]) for k in before.keys() & after.keys() if before[k] != after[k]}
+        assert changed == {}, f"{values}: immutable fields changed: {changed}"
+        # A StatefulSet or PVC that disappears under its old name is data left behind.
+        for kind in ("StatefulSet", "PersistentVolumeClaim"):
+            lost = {k for k in before if k[0] == kind} - set(after)
+            assert not lost, f"{values}: renamed or removed: {lost}"
+
+
+def test_the_upgrade_check_sees_a_selector_change(previous_chart: Path) -> None:
+    """The comparison above is not vacuous: a changed selector label is reported."""
+    docs = helm_template(helm_bin("helm4"), "mcp")
+    changed = json_copy(docs)
+    for d in changed:
+        if d["kind"] == "StatefulSet":
+            d["spec"]["selector"]["matchLabels"]["extra"] = "x"
+    before, after = immutable_fields(docs), immutable_fields(changed)
+    assert [k for k in before if before[k] != after[k]] == [("StatefulSet", "mcp-pgvector")]
+
+
+def json_copy(docs: Docs) -> Docs:
+    import json
+
+    copied: Docs = json.loads(json.dumps(docs))
+    return copied
+
+
+# --------------------------------------------------------------------------------------------- restore
+def test_cloudnativepg_restore_into_a_new_cluster_through_values() -> None:
+    import jsonschema
+
+    from tests.charts.test_helm_chart import crd_schema
+
+    prod = ["-f", str(VALUES["prod"])]
+    before = helm_template(helm_bin("helm4"), "mcp", *prod, *API_VERSIONS)
+    old = next(d for d in before if d["kind"] == "Cluster")
+    # The Cluster survives an uninstall and a rename: a restore never deletes the database it replaces.
+    assert old["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for source in (
+        ["--set", "database.cloudnativepg.recovery.backupName=mcp-db-scheduled-20261201030000"],
+        [
+            *("--set", "database.cloudnativepg.recovery.source=mcp-db"),
+            *("--set-json", 'database.cloudnativepg.recovery.recoveryTarget={"targetTime":"2026-12-01 02:00:00+00"}'),
+            "--set-json",
+            'database.cloudnativepg.recovery.externalClusters=[{"name":"mcp-db","barmanObjectStore":'
+            '{"destinationPath":"s3://mcp-platform-backups/prod","serverName":"mcp-db",'
+            '"s3Credentials":{"accessKeyId":{"name":"mcp-backup-s3","key":"ACCESS_KEY_ID"},'
+            '"secretAccessKey":{"name":"mcp-backup-s3","key":"ACCESS_SECRET_KEY"}}}}]',
+        ],
+    ):
+        restore = [*prod, "--set", "database.cloudnativepg.clusterName=mcp-db-r1"]
+        restore += ["--set", "database.cloudnativepg.recovery.enabled=true", *source]
+        docs = helm_template(helm_bin("helm4"), "mcp", *restore, *API_VERSIONS)
+        cluster = next(d for d in docs if d["kind"] == "Cluster")
+        assert cluster["metadata"]["name"] == "mcp-db-r1"
+        assert "initdb" not in cluster["spec"]["bootstrap"]
+        recovery = cluster["spec"]["bootstrap"]["recovery"]
+        assert recovery["owner"] == "mcp" and recovery["secret"] == {"name": "mcp-db-r1-app-credentials"}
+        assert ("backup" in recovery) != ("source" in recovery)
+        schema = crd_schema(cluster)
+        assert schema is not None
+        jsonschema.validate(cluster, json.loads(schema.read_text()))
+        # The apps follow the new Cluster: same password (restored roles), new host.
+        urls = secret_data(docs, "mcp-database")
+        assert "@mcp-db-r1-pooler-rw." in urls["DATABASE_URL"] and "@mcp-db-r1-rw." in urls["DATABASE_DIRECT_URL"]
+        pooler = next(d for d in docs if d["kind"] == "Pooler")
+        assert pooler["spec"]["cluster"]["name"] == "mcp-db-r1"
+    err = helm_fails(*prod, "--set", "database.cloudnativepg.recovery.enabled=true")
+    assert "needs recovery.backupName" in err

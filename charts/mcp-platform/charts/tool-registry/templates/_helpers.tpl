@@ -72,8 +72,10 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{/*
 Deployment tracks, as a YAML list of {track, suffix, tag, replicas, hpa, service}.
 - default:     one track "stable" (Deployment "<fullname>").
-- blueGreen:   tracks "blue" and "green"; the active one takes replicaCount/HPA, the other
-               blueGreen.inactiveReplicas; the Service selects the active track.
+- blueGreen:   tracks "blue" and "green", each at full size (replicaCount or its own HPA, named
+               after the track) until the operator lists it in blueGreen.retiredTracks, which scales
+               it to blueGreen.inactiveReplicas; the Service selects the active track, which can
+               never be retired. Switching is two steps (docs/operations.md), never a capacity cliff.
 - canary:      an extra track "canary" ("<fullname>-canary", own Service, fixed replicas).
 */}}
 {{- define "tool-registry.tracks" -}}
@@ -82,13 +84,17 @@ Deployment tracks, as a YAML list of {track, suffix, tag, replicas, hpa, service
 {{- fail "tool-registry: canary.enabled and blueGreen.enabled are mutually exclusive" -}}
 {{- end -}}
 {{- if $v.blueGreen.enabled }}
+{{- $retired := $v.blueGreen.retiredTracks | default list }}
+{{- if has $v.blueGreen.activeTrack $retired }}
+{{- fail (printf "tool-registry: blueGreen.activeTrack %s is listed in blueGreen.retiredTracks: take it out (both tracks then run at full size), switch, and retire the other track afterwards" $v.blueGreen.activeTrack) }}
+{{- end }}
 {{- range $t := list "blue" "green" }}
-{{- $active := eq $t $v.blueGreen.activeTrack }}
+{{- $live := not (has $t $retired) }}
 - track: {{ $t }}
   suffix: {{ $t }}
   tag: {{ (ternary $v.blueGreen.blueTag $v.blueGreen.greenTag (eq $t "blue")) | quote }}
-  replicas: {{ ternary $v.replicaCount $v.blueGreen.inactiveReplicas $active }}
-  hpa: {{ and $active $v.autoscaling.enabled }}
+  replicas: {{ ternary $v.replicaCount $v.blueGreen.inactiveReplicas $live }}
+  hpa: {{ and $live $v.autoscaling.enabled }}
 {{- end }}
 {{- else }}
 - track: stable
