@@ -21,10 +21,12 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` with uvicorn in a thread (its own event loop, lifespan on); yields the base URL."""
+def running_server(app: Any, port: int | None = None, **options: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread (its own event loop, lifespan on); yields the base URL.
+
+    ``options`` are more ``uvicorn.Config`` arguments (e.g. ``http``, the protocol class)."""
     port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", loop="asyncio")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on", loop="asyncio", **options)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()

@@ -187,7 +187,7 @@ def test_huge_bodies_are_refused_with_413_before_being_read_whole(
 
 @pytest.mark.parametrize("app_name", ["registry", "tot"])
 def test_oversized_headers_are_refused(apps: dict[str, AppProcess], app_name: str) -> None:
-    """uvicorn's h11 limit (16 KiB per incomplete event; one 64 KiB read can still complete a header block)."""
+    """The runner's httptools protocol refuses request heads over 32 KiB (platform_common/protocol.py)."""
     for size in (1024 * 1024, 8 * 1024 * 1024):
         with socket.create_connection(("127.0.0.1", apps[app_name].port), timeout=10) as sock:
             try:
