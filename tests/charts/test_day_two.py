@@ -95,7 +95,9 @@ def references(docs: Docs) -> list[str]:
             for rule in spec["rules"]:
                 missing += [f"route {b['name']}" for b in rule["backendRefs"] if ("Service", b["name"]) not in names]
         if d["kind"] == "Ingress":
-            for rule in spec["rules"]:
+            if not spec.get("rules") and not spec.get("defaultBackend"):
+                missing.append(f"Ingress {d['metadata']['name']} has neither rules nor defaultBackend")
+            for rule in spec.get("rules") or []:
                 for p in rule["http"]["paths"]:
                     svc = p["backend"]["service"]["name"]
                     missing += [] if ("Service", svc) in names else [f"ingress {svc}"]
