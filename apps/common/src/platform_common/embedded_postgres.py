@@ -39,6 +39,41 @@ def _bundled_install() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall"
 
 
+_MAX_CONNECTIONS = 200
+_MIB = 1024 * 1024
+_GIB = 1024 * _MIB
+
+
+def memory_limit() -> int:
+    """Bytes this machine or container may use: the cgroup's memory limit when set, else the RAM."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            total = min(total, int(Path(path).read_text().strip()))  # "max" (no limit) is a ValueError
+    return total
+
+
+def tuning(memory: int, max_connections: int = _MAX_CONNECTIONS) -> dict[str, str]:
+    """Memory settings for an embedded server sharing ``memory`` bytes with the app beside it.
+
+    PostgreSQL's defaults (128 MB of shared buffers, 64 MB for index builds) are sized for any machine:
+    a 100k-tool catalogue's HNSW graph did not fit and its build spilled to disk. The fractions are
+    conservative because the registry, its model and the load run on the same machine: an eighth for
+    shared buffers (at most 2 GiB), a sixteenth for an index build (at most 1 GiB), a per-sort budget
+    such that every connection sorting at once uses a quarter, and half as the planner's cache estimate.
+    """
+
+    def mib(value: float, low: int, high: int) -> str:
+        return f"{int(min(max(value, low), high) // _MIB)}MB"
+
+    return {
+        "shared_buffers": mib(memory / 8, 128 * _MIB, 2 * _GIB),
+        "effective_cache_size": mib(memory / 2, 512 * _MIB, 64 * _GIB),
+        "maintenance_work_mem": mib(memory / 16, 64 * _MIB, _GIB),
+        "work_mem": mib(memory / 4 / max_connections, 4 * _MIB, 64 * _MIB),
+    }
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -182,7 +217,10 @@ class EmbeddedPostgres:
         if self._run(self._bin("pg_ctl"), "status", "-D", str(self.pgdata), check=False).returncode == 0:
             logger.warning("stopping a PostgreSQL server left running in %s", self.pgdata)
             self._run(self._bin("pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", check=False)
-        options = f"-h 127.0.0.1 -p {self.port} -k {self._socket_dir} -c max_connections=200"
+        settings = {"max_connections": str(_MAX_CONNECTIONS), **tuning(memory_limit())}
+        options = f"-h 127.0.0.1 -p {self.port} -k {self._socket_dir} " + " ".join(
+            f"-c {name}={value}" for name, value in settings.items()
+        )
         log_file = self.pgdata / "server.log"
         result = self._run(
             self._bin("pg_ctl"),
