@@ -120,6 +120,8 @@ def candidates_sql(mode: Mode, model: str | None, dimension: int) -> str:
     $6 LIKE patterns of the visible names (NULL: all).
     """
     vector = f"vector({dimension})"
+    # The model's HNSW index is over this expression (indexer.prepare): 16-bit elements, for candidates only.
+    half = f"halfvec({dimension})"
     cosine = "NULL::float8"
     parts = []
     if mode != "text" and model is not None:
@@ -127,7 +129,7 @@ def candidates_sql(mode: Mode, model: str | None, dimension: int) -> str:
         parts.append(f"""
             SELECT e.tool_id FROM tool_embeddings e JOIN tools t ON t.id = e.tool_id
             WHERE e.model = {lit} AND {_FILTERS}
-            ORDER BY e.embedding::{vector} <=> $1::{vector}
+            ORDER BY e.embedding::{half} <=> $1::{vector}::{half}
             LIMIT $5""")  # noqa: S608
         cosine = f"""(SELECT 1 - (e.embedding::{vector} <=> $1::{vector}) FROM tool_embeddings e
                      WHERE e.tool_id = t.id AND e.model = {lit})"""  # noqa: S608
