@@ -541,3 +541,34 @@ def test_cloudnativepg_restore_into_a_new_cluster_through_values() -> None:
         assert pooler["spec"]["cluster"]["name"] == "mcp-db-r1"
     err = helm_fails(*prod, "--set", "database.cloudnativepg.recovery.enabled=true")
     assert "needs recovery.backupName" in err
+
+
+def test_prod_uses_current_cloudnativepg_fields() -> None:
+    """No deprecated CNPG fields in prod: a PodMonitor instead of enablePodMonitor, the Barman Cloud plugin
+    instead of the in-tree barmanObjectStore (both validated by the CRD schemas in test_helm_chart)."""
+    docs = helm_template(helm_bin("helm4"), "mcp", "-f", str(VALUES["prod"]), *API_VERSIONS)
+    cluster = next(d for d in docs if d["kind"] == "Cluster")
+    assert "monitoring" not in cluster["spec"] and "backup" not in cluster["spec"]
+    assert cluster["spec"]["plugins"] == [
+        {
+            "name": "barman-cloud.cloudnative-pg.io",
+            "isWALArchiver": True,
+            "parameters": {"barmanObjectName": "mcp-db-backups"},
+        }
+    ]
+    store = next(d for d in docs if d["kind"] == "ObjectStore")
+    assert store["apiVersion"] == "barmancloud.cnpg.io/v1" and store["metadata"]["name"] == "mcp-db-backups"
+    assert store["spec"]["configuration"]["destinationPath"].startswith("s3://")
+    assert store["spec"]["retentionPolicy"] == "30d"
+    scheduled = next(d for d in docs if d["kind"] == "ScheduledBackup")
+    assert scheduled["spec"]["method"] == "plugin"
+    assert scheduled["spec"]["pluginConfiguration"] == {"name": "barman-cloud.cloudnative-pg.io"}
+    monitor = next(d for d in docs if d["kind"] == "PodMonitor")
+    assert monitor["metadata"]["name"] == "mcp-db-metrics"
+    assert monitor["spec"]["selector"]["matchLabels"] == {"cnpg.io/cluster": "mcp-db", "cnpg.io/podRole": "instance"}
+    assert "-standard-" in cluster["spec"]["imageName"]  # no Barman Cloud needed in the operand image
+    # Without the Prometheus Operator API the PodMonitor is skipped, the database is not.
+    plain = helm_template(helm_bin("helm4"), "mcp", "-f", str(VALUES["prod"]))
+    assert not [d for d in plain if d["kind"] == "PodMonitor"] and [d for d in plain if d["kind"] == "Cluster"]
+    err = helm_fails("-f", str(VALUES["prod"]), "--set-json", "database.cloudnativepg.backup.objectStore={}")
+    assert "backup.objectStore is required with backup.method=plugin" in err
