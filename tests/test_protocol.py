@@ -57,8 +57,15 @@ def get(header_bytes: int) -> bytes:
 
 def test_heads_under_the_limit_are_served_and_keep_alive_starts_each_count_afresh(port: int) -> None:
     half = get(MAX_HEAD_BYTES // 2)
-    answer = exchange(port, half + half + half)  # 1.5 limits over one connection, no single head too large
-    assert answer.count(b"HTTP/1.1 200") == 3, answer[:300]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        for _ in range(3):  # 1.5 limits over one connection, no single head too large
+            sock.sendall(half)
+            response = b""
+            while not response.endswith(b"\r\n\r\n0"):  # the app's body: 0 bytes read
+                chunk = sock.recv(65536)
+                assert chunk, response  # the server closed the connection
+                response += chunk
+            assert response.startswith(b"HTTP/1.1 200"), response[:300]
 
 
 def test_a_head_over_the_limit_in_one_read_is_a_431(port: int) -> None:
