@@ -189,6 +189,13 @@ class ModelState(msgspec.Struct):
     dimension: int
     embedded_tools: int
     ready: bool
+    pending_embeddings: Annotated[
+        int,
+        Meta(
+            description="Tools (not deleted) without this model's vector of their current text: 0 means every "
+            "tool is searchable by its current description with this model (wait for it after an import)."
+        ),
+    ] = 0
 
 
 class Stats(msgspec.Struct):

@@ -1,0 +1,100 @@
+"""Bulk imports: precomputed vectors are searchable when the import answers; the others are counted as
+pending (in the answer and in the stats) until the indexer has embedded them; any failure keeps nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from platform_common.http import ObservedApp
+from tests.registry.conftest import settings_for, tool
+from tests.registry.embedding_double import EmbeddingDouble, embedding_double
+from tests.servers import running_server
+from tool_registry.app import build_app
+from tool_registry.embeddings import LOCAL_MODEL, LOCAL_QUERY_PREFIX, LocalEmbedder
+
+QUERY = "translate this sentence into Japanese"
+
+
+def with_vectors(count: int, special: int, seed: int = 0) -> list[dict[str, Any]]:
+    """``count`` tools with random unit vectors, tool ``special`` carrying exactly the query's vector."""
+    rng = np.random.default_rng(seed)
+    query = LocalEmbedder().encode([LOCAL_QUERY_PREFIX + QUERY])[0]
+    items = []
+    for i in range(count):
+        vector = rng.standard_normal(384).astype(np.float32)
+        vector = query if i == special else vector / np.linalg.norm(vector)
+        embedding = {"model": LOCAL_MODEL, "vector": [float(x) for x in vector]}
+        items.append({**tool(f"bulk.{i:04d}", f"Bulk tool number {i}."), "embedding": embedding})
+    return items
+
+
+async def model_state(http: httpx.AsyncClient, model: str) -> dict[str, Any]:
+    stats = (await http.get("/api/v1/stats")).json()
+    state: dict[str, Any] = next(m for m in stats["models"] if m["model"] == model)
+    return state
+
+
+async def test_precomputed_vectors_are_searchable_when_the_import_answers(registry_url: str) -> None:
+    async with httpx.AsyncClient(base_url=registry_url, timeout=120) as http:
+        response = await http.post("/api/v1/tools/import", json=with_vectors(1500, special=1234))
+        assert response.status_code == 200, response.text
+        assert response.json() == {"created": 1500, "replaced": 0, "embeddings_pending": 0}
+        found = await http.post("/api/v1/search", json={"query": QUERY, "mode": "vector", "limit": 3})
+        assert found.json()["results"][0]["name"] == "bulk.1234"
+        state = await model_state(http, LOCAL_MODEL)
+        assert (state["embedded_tools"], state["pending_embeddings"]) == (1500, 0)
+
+
+async def test_an_import_failing_in_the_database_keeps_no_tool_and_no_vector(registry_url: str) -> None:
+    items = with_vectors(600, special=0)
+    items[417]["description"] = "NUL \x00 cannot be stored"  # passes validation, refused by PostgreSQL
+    async with httpx.AsyncClient(base_url=registry_url, timeout=120) as http:
+        response = await http.post("/api/v1/tools/import", json=items)
+        assert response.status_code == 400, response.text
+        stats = (await http.get("/api/v1/stats")).json()
+        assert stats["total"] == 0
+        assert [m["embedded_tools"] for m in stats["models"]] == [0]
+        items[417]["description"] = "Stored."  # the same import, fixed, goes through whole
+        assert (await http.post("/api/v1/tools/import", json=items)).json()["created"] == 600
+
+
+@pytest.fixture
+def double() -> Iterator[tuple[EmbeddingDouble, str]]:
+    with embedding_double() as pair:
+        yield pair
+
+
+async def test_tools_without_vectors_are_pending_until_embedded(
+    database_url: str, double: tuple[EmbeddingDouble, str]
+) -> None:
+    server, url = double
+    settings = settings_for(
+        database_url,
+        embedding_provider="openai",
+        embedding_endpoint_url=url,
+        embedding_model="m1",
+        embedding_dimension=8,
+    )
+    server.fail("m1")  # the embedding service is down: nothing can be embedded yet
+    with running_server(ObservedApp(build_app(settings))) as registry:
+        async with httpx.AsyncClient(base_url=registry, timeout=60) as http:
+            items = [tool("rain", "rain forecast weather"), tool("bread", "bake bread"), tool("stock", "stock price")]
+            response = await http.post("/api/v1/tools/import", json=items)
+            assert response.json()["embeddings_pending"] == 3
+            state = await model_state(http, "m1")
+            assert (state["embedded_tools"], state["pending_embeddings"]) == (0, 3)
+            server.recover("m1")
+            for _ in range(150):
+                state = await model_state(http, "m1")
+                if state["pending_embeddings"] == 0:
+                    break
+                await asyncio.sleep(0.2)
+            assert (state["embedded_tools"], state["pending_embeddings"]) == (3, 0)
+            found = await http.post("/api/v1/search", json={"query": "weather forecast", "mode": "vector"})
+            assert found.json()["results"][0]["name"] == "rain"
