@@ -572,3 +572,112 @@ def test_prod_uses_current_cloudnativepg_fields() -> None:
     assert not [d for d in plain if d["kind"] == "PodMonitor"] and [d for d in plain if d["kind"] == "Cluster"]
     err = helm_fails("-f", str(VALUES["prod"]), "--set-json", "database.cloudnativepg.backup.objectStore={}")
     assert "backup.objectStore is required with backup.method=plugin" in err
+
+
+# --------------------------------------------------------------------------------------------- the library chart
+POD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
+# The kinds whose pods are built by mcp-common.podSpec so far (the app Deployments are converted next).
+LIBRARY_PODS = {"StatefulSet", "Job", "CronJob", "Pod"}
+
+
+def pod_specs(docs: Docs) -> dict[tuple[str, str], dict[str, Any]]:
+    specs = {}
+    for d in docs:
+        if d["kind"] in LIBRARY_PODS:
+            if d["kind"] == "Pod":
+                spec = d["spec"]
+            elif d["kind"] == "CronJob":
+                spec = d["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+            else:
+                spec = d["spec"]["template"]["spec"]
+            specs[(d["kind"], d["metadata"]["name"])] = spec
+    return specs
+
+
+EVERY_POD = ["--set", "pgvector.backup.enabled=true", "--set", "tests.enabled=true"]
+
+
+@pytest.mark.parametrize("binary", list(BINARIES))
+def test_openshift_mode_sets_no_fixed_uid_or_gid(binary: str) -> None:
+    helm = helm_bin(binary)
+    rendered = render_many(
+        {
+            "auto-openshift": (helm, "mcp", [*EVERY_POD, "--api-versions", "security.openshift.io/v1"]),
+            "force": (helm, "mcp", [*EVERY_POD, "--set", "global.compatibility.openshift.adaptSecurityContext=force"]),
+            "auto-elsewhere": (helm, "mcp", EVERY_POD),
+            "disabled-openshift": (
+                helm,
+                "mcp",
+                [
+                    *EVERY_POD,
+                    *("--api-versions", "security.openshift.io/v1"),
+                    *("--set", "global.compatibility.openshift.adaptSecurityContext=disabled"),
+                ],
+            ),
+        }
+    )
+    fixed = ("runAsUser", "runAsGroup", "fsGroup")
+    for case, docs in rendered.items():
+        specs = pod_specs(docs)
+        assert {k for k, _ in specs} == LIBRARY_PODS, case
+        for name, spec in specs.items():
+            contexts = [spec.get("securityContext") or {}] + [
+                c.get("securityContext") or {} for c in [*spec.get("initContainers", []), *spec["containers"]]
+            ]
+            has_fixed = any(k in ctx for ctx in contexts for k in fixed)
+            assert has_fixed == case.endswith(("elsewhere", "disabled-openshift")), (case, name)
+            # The rest of the baseline stays: non-root, seccomp, no privilege escalation, read-only root.
+            assert spec["securityContext"]["runAsNonRoot"] is True, (case, name)
+            assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            main = spec["containers"][0]["securityContext"]
+            assert main["allowPrivilegeEscalation"] is False and main["readOnlyRootFilesystem"] is True
+
+
+def test_global_registry_pull_secrets_and_common_labels_reach_every_pod() -> None:
+    docs = helm_template(
+        helm_bin("helm4"),
+        "mcp",
+        *EVERY_POD,
+        *("--set", "global.imageRegistry=mirror.example.com:5000"),
+        *("--set", "global.imagePullSecrets={mirror-pull}", "--set", "pgvector.imagePullSecrets[0].name=pg-pull"),
+        *("--set", "global.commonLabels.team=platform", "--set", "global.commonAnnotations.owner=sre"),
+    )
+    specs = pod_specs(docs)
+    for name, spec in specs.items():
+        for c in spec["containers"]:
+            assert c["image"].startswith("mirror.example.com:5000/"), (name, c["image"])
+        assert {"name": "mirror-pull"} in spec["imagePullSecrets"], name
+    images = {c["image"] for s in specs.values() for c in s["containers"]}
+    assert "mirror.example.com:5000/pgvector/pgvector:pg17" in images  # prefixed (Docker Hub has no host part)
+    assert "mirror.example.com:5000/mcp-platform/tool-registry:0.1.0" in images  # ghcr.io replaced
+    assert specs[("StatefulSet", "mcp-pgvector")]["imagePullSecrets"] == [{"name": "mirror-pull"}, {"name": "pg-pull"}]
+    for d in docs:
+        assert d["metadata"]["labels"]["team"] == "platform", (d["kind"], d["metadata"]["name"])
+    for d in docs:
+        if d["kind"] in {"Deployment", "StatefulSet", "Job"} & LIBRARY_PODS:
+            assert d["spec"]["template"]["metadata"]["annotations"]["owner"] == "sre", d["metadata"]["name"]
+            # Selectors never carry the common labels (they are immutable).
+            assert "team" not in str(d["spec"].get("selector", ""))
+
+
+def test_jobs_and_the_test_pod_run_where_their_app_runs() -> None:
+    """The migrations Job and the helm test pod take the registry's scheduling values, the backup CronJob
+    the database's; none of them takes sidecars or init containers (a sidecar would keep a Job running)."""
+    toleration = '{"key":"dedicated","operator":"Equal","value":"mcp","effect":"NoSchedule"}'
+    docs = helm_template(
+        helm_bin("helm4"),
+        "mcp",
+        *EVERY_POD,
+        *("--set", "tool-registry.nodeSelector.pool=apps", "--set-json", f"tool-registry.tolerations=[{toleration}]"),
+        *("--set", "tool-registry.priorityClassName=mcp-high"),
+        *("--set", "pgvector.nodeSelector.pool=db", "--set-json", f"pgvector.tolerations=[{toleration}]"),
+        *("--set-json", 'pgvector.sidecars=[{"name":"exporter","image":"exporter:1"}]'),
+    )
+    specs = pod_specs(docs)
+    for name in [("Job", "mcp-tool-registry-migrate"), ("Pod", "mcp-mcp-platform-test")]:
+        assert specs[name]["nodeSelector"] == {"pool": "apps"} and specs[name]["priorityClassName"] == "mcp-high"
+        assert specs[name]["tolerations"][0]["key"] == "dedicated"
+    backup = specs[("CronJob", "mcp-pgvector-backup")]
+    assert backup["nodeSelector"] == {"pool": "db"} and [c["name"] for c in backup["containers"]] == ["pg-dump"]
+    database = specs[("StatefulSet", "mcp-pgvector")]
+    assert [c["name"] for c in database["containers"]] == ["postgresql", "exporter"]

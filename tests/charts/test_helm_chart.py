@@ -197,7 +197,7 @@ def test_subcharts_are_used_unpacked_without_dependency_build(helm: Path) -> Non
     proc = run_helm(helm, "dependency", "list", str(CHART))
     assert proc.returncode == 0, proc.stderr
     rows = [line.split() for line in proc.stdout.splitlines()[1:] if line.strip()]
-    assert {r[0] for r in rows} == {"tool-registry", "tree-of-thoughts", "pgvector"}
+    assert {r[0] for r in rows} == {"mcp-common", "tool-registry", "tree-of-thoughts", "pgvector"}
     assert all(r[-1] == "unpacked" for r in rows), proc.stdout
 
 

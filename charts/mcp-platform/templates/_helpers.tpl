@@ -17,18 +17,9 @@
 {{- end -}}
 {{- end -}}
 
-{{/*
-"<base>-<suffix>" in at most `max` characters (default 63; 52 for a CronJob or a StatefulSet): the base
-is cut BEFORE the suffix is added, so the suffix always survives and names stay unique; with an empty
-suffix, the base cut to `max`. Short names are unchanged. Call with (dict "base" $name "suffix" "canary").
-*/}}
+{{/* "<base>-<suffix>" within a length limit, the base cut first: mcp-common.withSuffix (the library chart). */}}
 {{- define "mcp-platform.withSuffix" -}}
-{{- $max := int (.max | default 63) -}}
-{{- if .suffix -}}
-{{- printf "%s-%s" (.base | trunc (int (sub $max (add1 (len .suffix)))) | trimSuffix "-") .suffix -}}
-{{- else -}}
-{{- .base | trunc $max | trimSuffix "-" -}}
-{{- end -}}
+{{- include "mcp-common.withSuffix" . -}}
 {{- end -}}
 
 {{- define "mcp-platform.chart" -}}
@@ -49,6 +40,7 @@ app.kubernetes.io/version: {{ $ctx.Chart.AppVersion | quote }}
 app.kubernetes.io/component: {{ .component }}
 app.kubernetes.io/part-of: mcp-platform
 app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+{{- include "mcp-common.commonLabels" $ctx }}
 {{- end -}}
 
 {{/* Names of the subcharts' resources (their fullname rule: "<release>-<name>" or fullnameOverride). */}}
@@ -85,30 +77,9 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- .Values.tls.secretName | default (printf "%s-tls" (include "mcp-platform.fullname" .)) -}}
 {{- end -}}
 
-{{/* Pod/container security baseline for the umbrella's own pods (Jobs, tests). */}}
-{{- define "mcp-platform.podSecurityContext" -}}
-runAsNonRoot: true
-runAsUser: 1001
-runAsGroup: 1001
-fsGroup: 1001
-seccompProfile:
-  type: RuntimeDefault
-{{- end -}}
-
-{{- define "mcp-platform.containerSecurityContext" -}}
-readOnlyRootFilesystem: true
-allowPrivilegeEscalation: false
-capabilities:
-  drop: [ALL]
-{{- end -}}
-
+{{/* The registry's image (the migrations Job and the helm test run in it), through global.imageRegistry. */}}
 {{- define "mcp-platform.registryImage" -}}
-{{- $img := (index .Values "tool-registry").image -}}
-{{- if $img.digest -}}
-{{- printf "%s@%s" $img.repository $img.digest -}}
-{{- else -}}
-{{- printf "%s:%s" $img.repository ($img.tag | default .Chart.AppVersion) -}}
-{{- end -}}
+{{- include "mcp-common.image" (dict "image" (index .Values "tool-registry").image "tag" .Chart.AppVersion "ctx" .) -}}
 {{- end -}}
 
 {{/*

@@ -13,18 +13,9 @@
 {{- end -}}
 {{- end -}}
 
-{{/*
-"<base>-<suffix>" in at most `max` characters (default 63; 52 for a CronJob or a StatefulSet): the base
-is cut BEFORE the suffix is added, so the suffix always survives and names stay unique; with an empty
-suffix, the base cut to `max`. Short names are unchanged. Call with (dict "base" $name "suffix" "canary").
-*/}}
+{{/* "<base>-<suffix>" within a length limit, the base cut first: mcp-common.withSuffix (the library chart). */}}
 {{- define "pgvector.withSuffix" -}}
-{{- $max := int (.max | default 63) -}}
-{{- if .suffix -}}
-{{- printf "%s-%s" (.base | trunc (int (sub $max (add1 (len .suffix)))) | trimSuffix "-") .suffix -}}
-{{- else -}}
-{{- .base | trunc $max | trimSuffix "-" -}}
-{{- end -}}
+{{- include "mcp-common.withSuffix" . -}}
 {{- end -}}
 
 {{- define "pgvector.chart" -}}
@@ -45,14 +36,12 @@ app.kubernetes.io/version: {{ $ctx.Values.image.tag | trunc 63 | quote }}
 app.kubernetes.io/component: {{ .component | default "database" }}
 app.kubernetes.io/part-of: mcp-platform
 app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+{{- include "mcp-common.commonLabels" $ctx }}
 {{- end -}}
 
+{{/* The image, through global.imageRegistry (mcp-common.image). */}}
 {{- define "pgvector.image" -}}
-{{- if .Values.image.digest -}}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
-{{- else -}}
-{{- printf "%s:%s" .Values.image.repository .Values.image.tag -}}
-{{- end -}}
+{{- include "mcp-common.image" (dict "image" .Values.image "ctx" .) -}}
 {{- end -}}
 
 {{- define "pgvector.secretName" -}}

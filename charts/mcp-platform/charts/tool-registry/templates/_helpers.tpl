@@ -16,18 +16,9 @@ platform can predict it), or fullnameOverride.
 {{- end -}}
 {{- end -}}
 
-{{/*
-"<base>-<suffix>" in at most `max` characters (default 63; 52 for a CronJob or a StatefulSet): the base
-is cut BEFORE the suffix is added, so the suffix always survives and names stay unique; with an empty
-suffix, the base cut to `max`. Short names are unchanged. Call with (dict "base" $name "suffix" "canary").
-*/}}
+{{/* "<base>-<suffix>" within a length limit, the base cut first: mcp-common.withSuffix (the library chart). */}}
 {{- define "tool-registry.withSuffix" -}}
-{{- $max := int (.max | default 63) -}}
-{{- if .suffix -}}
-{{- printf "%s-%s" (.base | trunc (int (sub $max (add1 (len .suffix)))) | trimSuffix "-") .suffix -}}
-{{- else -}}
-{{- .base | trunc $max | trimSuffix "-" -}}
-{{- end -}}
+{{- include "mcp-common.withSuffix" . -}}
 {{- end -}}
 
 {{- define "tool-registry.chart" -}}
@@ -49,6 +40,7 @@ app.kubernetes.io/version: {{ $ctx.Values.image.tag | default $ctx.Chart.AppVers
 app.kubernetes.io/component: {{ .component | default "server" }}
 app.kubernetes.io/part-of: mcp-platform
 app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
+{{- include "mcp-common.commonLabels" $ctx }}
 {{- end -}}
 
 {{- define "tool-registry.serviceAccountName" -}}
