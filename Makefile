@@ -11,7 +11,7 @@ export PIP_CONFIG_FILE := /dev/null
 export PIP_FIND_LINKS :=
 export UV_PROJECT_ENVIRONMENT := $(CURDIR)/.venv
 
-.PHONY: help run test lint typecheck unit charts images-lint bench clean system-packages
+.PHONY: help run test lint typecheck unit charts images-lint bench clean system-packages bench-packages
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -49,7 +49,10 @@ typecheck: .venv/.synced  ## mypy, strict on apps/
 test: lint typecheck system-packages $(TOOLS)/bin/helm $(TOOLS)/checkov/bin/checkov  ## Everything CI runs: lint, types, unit/integration/MCP tests, chart checks
 	@PATH="$(TOOLS)/bin:$$PATH" $(UV) run --no-sync pytest
 
-bench: .venv/.synced  ## Run the benchmarks in bench/ and record their numbers under docs/
+bench-packages:  ## wrk from Debian's packages, for the HTTP benches (when apt-get can)
+	@scripts/install_bench_packages.sh
+
+bench: .venv/.synced bench-packages  ## Run the benchmarks in bench/ and record their numbers under docs/
 	@$(UV) run --no-sync python bench/report.py $(BENCH_ARGS)
 
 clean:  ## Remove the virtualenv, tools and local data

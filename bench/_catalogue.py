@@ -172,9 +172,10 @@ def synthetic_tools(count: int, dimension: int = 384, clusters: int = 64, seed: 
 
 
 @contextlib.contextmanager
-def registry_process(database_url: str, port: int) -> Iterator[str]:
+def registry_process(database_url: str, port: int, pids: list[int] | None = None) -> Iterator[str]:
     """``tool-registry serve`` as its own process (one worker), so the load generator does not
-    share its interpreter; yields the base URL once /ready answers."""
+    share its interpreter; yields the base URL once /ready answers. ``pids`` receives the process id
+    (one worker serves in that process), for benches that read its CPU time or profile it."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -185,6 +186,8 @@ def registry_process(database_url: str, port: int) -> Iterator[str]:
         "RATE_LIMIT_PER_MINUTE": "0",
     }
     process = subprocess.Popen([sys.executable, "-c", "from tool_registry.cli import main; main()", "serve"], env=env)
+    if pids is not None:
+        pids.append(process.pid)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

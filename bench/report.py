@@ -41,6 +41,10 @@ QUICK_ARGS = {
     "search_latency": ["--sizes", "1000,10000", "--requests", "500"],
     "bulk_import": ["--tools", "2000"],
     "ratelimit": ["--seconds", "1"],
+    "index_recall": ["--tools", "5000", "--queries", "50"],
+    "query_embedding": ["--queries", "200"],
+    "http_protocol": ["--seconds", "2"],
+    "search_profile": ["--tools", "2000", "--seconds", "5"],
 }
 _NUMBER = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(%|ms|s|x)?\s*$")
 
