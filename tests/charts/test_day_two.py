@@ -681,3 +681,19 @@ def test_jobs_and_the_test_pod_run_where_their_app_runs() -> None:
     assert backup["nodeSelector"] == {"pool": "db"} and [c["name"] for c in backup["containers"]] == ["pg-dump"]
     database = specs[("StatefulSet", "mcp-pgvector")]
     assert [c["name"] for c in database["containers"]] == ["postgresql", "exporter"]
+
+
+def test_resource_alerts_find_the_pods_of_a_long_release() -> None:
+    """The CPU/memory alerts select pods by name: the regex follows the Deployments' real (cut) names."""
+    import re
+
+    docs = helm_template(helm_bin("helm4"), LONG_RELEASE, "-f", str(VALUES["prod"]), *API_VERSIONS)
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    exprs = [
+        r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if "container_cpu_usage" in r.get("expr", "")
+    ]
+    pattern = re.search(r'pod=~"([^"]+)"', exprs[0])
+    assert pattern is not None
+    for d in docs:
+        if d["kind"] == "Deployment":
+            assert re.fullmatch(pattern.group(1), f"{d['metadata']['name']}-5d8f7c9b4-x2x7k"), d["metadata"]["name"]
