@@ -1,7 +1,7 @@
 """Every configuration renders and validates: a pairwise (all-pairs) covering set of the chart's options.
 
-The full cartesian product of the factors below is 184,320 renders; instead every PAIR of factor
-levels (e.g. "cloudnativepg with Helm 3", "blue-green with the 53-character release name", "Gateway API
+The full cartesian product of the factors below is 552,960 renders; instead every PAIR of factor
+levels (e.g. "cloudnativepg with Helm 3", "blue-green with the 53-character release name", "OpenShift
 with the tests off") appears in at least one configuration. The set is built greedily (AETG-style, fixed
 seed, so it is the same on every run) and rendered in a thread pool (each render is a `helm template`
 subprocess). Every render is checked for: success, name and label-value limits, references between
@@ -59,6 +59,7 @@ FACTORS: dict[str, list[str]] = {
     "autoscaling": ["on", "off"],
     "networkPolicy": ["on", "off"],
     "release": ["short", "longest"],
+    "openshift": ["no", "detected", "forced"],
 }
 
 
@@ -146,6 +147,10 @@ def helm_args(cfg: dict[str, str]) -> list[str]:
     if cfg["tracks"] != "stable" or cfg["autoscaling"] == "on":
         args += [s, "tree-of-thoughts.keyStore.type=kubernetes"]  # a file key store is per pod
     args += [s, f"networkPolicy.enabled={cfg['networkPolicy'] == 'on'}"]
+    if cfg["openshift"] == "detected":
+        args += ["--api-versions", "security.openshift.io/v1"]  # adaptSecurityContext auto sees OpenShift
+    if cfg["openshift"] == "forced":
+        args += [s, "global.compatibility.openshift.adaptSecurityContext=force"]
     if db.startswith("external"):
         args += [s, "networkPolicy.database.externalCidrs={10.20.0.0/16}"]  # required with policies
     return args
