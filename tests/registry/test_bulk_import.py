@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import numpy as np
 import pytest
@@ -40,7 +41,7 @@ async def model_state(http: httpx.AsyncClient, model: str) -> dict[str, Any]:
     return state
 
 
-async def test_precomputed_vectors_are_searchable_when_the_import_answers(registry_url: str) -> None:
+async def test_precomputed_vectors_are_searchable_when_the_import_answers(database_url: str, registry_url: str) -> None:
     async with httpx.AsyncClient(base_url=registry_url, timeout=120) as http:
         response = await http.post("/api/v1/tools/import", json=with_vectors(1500, special=1234))
         assert response.status_code == 200, response.text
@@ -49,6 +50,18 @@ async def test_precomputed_vectors_are_searchable_when_the_import_answers(regist
         assert found.json()["results"][0]["name"] == "bulk.1234"
         state = await model_state(http, LOCAL_MODEL)
         assert (state["embedded_tools"], state["pending_embeddings"]) == (1500, 0)
+    # The catalogue grew from nothing: the import analyzed both tables, so the planner already knows
+    # the HNSW index beats sorting 1,500 vectors (with an empty table's statistics it sorts them all).
+    conn = await asyncpg.connect(database_url)
+    try:
+        analyzed = await conn.fetch(
+            "SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL ORDER BY relname"
+        )
+        statistics = await conn.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'tools'::regclass")
+    finally:
+        await conn.close()
+    assert [row["relname"] for row in analyzed] == ["tool_embeddings", "tools"]
+    assert statistics == 1500
 
 
 async def test_an_import_failing_in_the_database_keeps_no_tool_and_no_vector(registry_url: str) -> None:
