@@ -697,3 +697,28 @@ def test_resource_alerts_find_the_pods_of_a_long_release() -> None:
     for d in docs:
         if d["kind"] == "Deployment":
             assert re.fullmatch(pattern.group(1), f"{d['metadata']['name']}-5d8f7c9b4-x2x7k"), d["metadata"]["name"]
+
+
+def test_an_existing_secret_and_inline_credentials_are_refused_together() -> None:
+    cases = {
+        "tool-registry.secrets.existingSecret is set": [
+            *("--set", "tool-registry.secrets.existingSecret=reg", "--set", "tool-registry.secrets.embeddingApiKey=k")
+        ],
+        "tree-of-thoughts.secrets.existingSecret is set": [
+            *("--set", "tree-of-thoughts.secrets.existingSecret=tot", "--set", "tree-of-thoughts.secrets.llmApiKey=k")
+        ],
+        "tests.oauth.existingSecret is set": [
+            *("--set", "tests.oauth.existingSecret=t", "--set", "tests.oauth.clientSecret=s")
+        ],
+        "set existingSecret or url, not both": [
+            *("--set", "database.mode=external", "--set", "pgvector.enabled=false", *EXTERNAL_BOTH)
+        ],
+    }
+    for message, args in cases.items():
+        assert message in helm_fails(*args)
+
+
+EXTERNAL_BOTH = [
+    *("--set", "database.external.existingSecret=db", "--set", "database.external.url=postgresql://u:p@h/d"),
+    *("--set", "tool-registry.database.secretName=db", "--set", "tree-of-thoughts.database.secretName=db"),
+]

@@ -112,6 +112,27 @@ Secret managed elsewhere, which each app reads as DATABASE_PASSWORD (<app>.datab
 {{- end -}}
 {{- end -}}
 
+{{/*
+Every credential can come from an existing Secret; an existing Secret and inline values for the same
+credentials is refused (the inline ones would be silently ignored).
+*/}}
+{{- define "mcp-platform.validateSecrets" -}}
+{{- $reg := index .Values "tool-registry" -}}
+{{- $tot := index .Values "tree-of-thoughts" -}}
+{{- if and $reg.enabled $reg.secrets.existingSecret (or $reg.secrets.embeddingApiKey $reg.secrets.apiKeyDigests) -}}
+{{- fail "tool-registry.secrets.existingSecret is set, so secrets.embeddingApiKey and secrets.apiKeyDigests would be ignored: put them in that Secret (EMBEDDING_API_KEY, API_KEYS) and unset them" -}}
+{{- end -}}
+{{- if and $tot.enabled $tot.secrets.existingSecret (or $tot.secrets.llmApiKey $tot.secrets.oauthClients) -}}
+{{- fail "tree-of-thoughts.secrets.existingSecret is set, so secrets.llmApiKey and secrets.oauthClients would be ignored: put them in that Secret (LLM_API_KEY, OAUTH_CLIENTS) and unset them" -}}
+{{- end -}}
+{{- if and .Values.tests.oauth.existingSecret .Values.tests.oauth.clientSecret -}}
+{{- fail "tests.oauth.existingSecret is set, so tests.oauth.clientSecret would be ignored: put it in that Secret and unset it" -}}
+{{- end -}}
+{{- if and .Values.database.external.existingSecret .Values.database.external.url -}}
+{{- fail "database.external: set existingSecret or url, not both" -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "mcp-platform.validatePasswords" -}}
 {{- $mode := .Values.database.mode -}}
 {{- if and (not .Values.database.generatePasswords) (eq $mode "embedded") -}}
@@ -195,6 +216,7 @@ parent's values, so the wiring is validated here, with messages that say what to
 {{- end -}}
 {{- include "mcp-platform.validateTotUrl" . -}}
 {{- include "mcp-platform.validatePasswords" . -}}
+{{- include "mcp-platform.validateSecrets" . -}}
 {{- include "mcp-platform.validateConnections" . -}}
 {{- $want := include "mcp-platform.databaseSecretName" . -}}
 {{- range $app := list "tool-registry" "tree-of-thoughts" -}}
