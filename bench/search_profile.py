@@ -25,6 +25,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import asyncpg
 import httpx
 from _catalogue import free_port, fresh_database, import_chunks, postgres, registry_process, synthetic_tools
 
@@ -145,6 +146,12 @@ def main() -> None:
             async def load() -> None:
                 async with httpx.AsyncClient(base_url=url, timeout=600) as http:
                     await import_chunks(http, synthetic_tools(args.tools))
+                # Current statistics whatever the version measured (older ones left it to autovacuum).
+                conn = await asyncpg.connect(database_url)
+                try:
+                    await conn.execute("ANALYZE")
+                finally:
+                    await conn.close()
 
             asyncio.run(load())
             rows = profile(server, url, pids[0], args.seconds)
