@@ -576,8 +576,8 @@ def test_prod_uses_current_cloudnativepg_fields() -> None:
 
 # --------------------------------------------------------------------------------------------- the library chart
 POD_KINDS = {"Deployment", "StatefulSet", "Job", "CronJob", "Pod"}
-# The kinds whose pods are built by mcp-common.podSpec so far (the app Deployments are converted next).
-LIBRARY_PODS = {"StatefulSet", "Job", "CronJob", "Pod"}
+# Every pod of the platform is built by mcp-common.podSpec.
+LIBRARY_PODS = POD_KINDS
 
 
 def pod_specs(docs: Docs) -> dict[tuple[str, str], dict[str, Any]]:
@@ -658,6 +658,9 @@ def test_global_registry_pull_secrets_and_common_labels_reach_every_pod() -> Non
             assert d["spec"]["template"]["metadata"]["annotations"]["owner"] == "sre", d["metadata"]["name"]
             # Selectors never carry the common labels (they are immutable).
             assert "team" not in str(d["spec"].get("selector", ""))
+    test_pod = next(d for d in docs if d["kind"] == "Pod")
+    assert test_pod["metadata"]["annotations"]["owner"] == "sre"
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
 
 
 def test_jobs_and_the_test_pod_run_where_their_app_runs() -> None:
@@ -722,3 +725,39 @@ EXTERNAL_BOTH = [
     *("--set", "database.external.existingSecret=db", "--set", "database.external.url=postgresql://u:p@h/d"),
     *("--set", "tool-registry.database.secretName=db", "--set", "tree-of-thoughts.database.secretName=db"),
 ]
+
+
+def test_app_pods_take_extra_volumes_env_init_containers_and_sidecars() -> None:
+    sidecar = '[{"name":"proxy","image":"proxy:1","securityContext":{"runAsNonRoot":true}}]'
+    docs = helm_template(
+        helm_bin("helm4"),
+        "mcp",
+        *("--set", "tree-of-thoughts.keyStore.type=kubernetes"),
+        *("--set-json", 'tool-registry.extraVolumes=[{"name":"ca","configMap":{"name":"corp-ca"}}]'),
+        *("--set-json", 'tool-registry.extraVolumeMounts=[{"name":"ca","mountPath":"/etc/ssl/corp"}]'),
+        *("--set-json", 'tool-registry.extraEnvFrom=[{"configMapRef":{"name":"proxy-env"}}]'),
+        *("--set-json", 'tool-registry.initContainers=[{"name":"wait","image":"busybox:1"}]'),
+        *("--set-json", f"tree-of-thoughts.sidecars={sidecar}"),
+        *("--set", "tool-registry.automountServiceAccountToken=true"),
+        *(
+            "--set-json",
+            'tool-registry.topologySpreadConstraints=[{"maxSkew":1,"topologyKey":"zone",'
+            '"whenUnsatisfiable":"DoNotSchedule"}]',
+        ),
+    )
+    specs = pod_specs(docs)
+    reg = specs[("Deployment", "mcp-tool-registry")]
+    main = reg["containers"][0]
+    assert {"name": "ca", "mountPath": "/etc/ssl/corp"} in main["volumeMounts"]
+    assert {"name": "ca", "configMap": {"name": "corp-ca"}} in reg["volumes"]
+    assert {"configMapRef": {"name": "proxy-env"}} in main["envFrom"]
+    assert [c["name"] for c in reg["initContainers"]] == ["wait"]
+    assert reg["automountServiceAccountToken"] is True
+    assert [c["topologyKey"] for c in reg["topologySpreadConstraints"]] == ["kubernetes.io/hostname", "zone"]
+    tot = specs[("Deployment", "mcp-tree-of-thoughts")]
+    assert [c["name"] for c in tot["containers"]] == ["tree-of-thoughts", "proxy"]
+    assert tot["automountServiceAccountToken"] is True  # the kubernetes key store needs the token
+    # Jobs take none of the registry's extras (a sidecar or init container there would hang or slow them).
+    job = specs[("Job", "mcp-tool-registry-migrate")]
+    assert "initContainers" not in job and len(job["containers"]) == 1
+    assert [v["name"] for v in job["volumes"]] == ["tmp"]

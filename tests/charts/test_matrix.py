@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.charts.test_day_two import LONG_RELEASE, name_problems, references
+from tests.charts.test_day_two import LONG_RELEASE, name_problems, pod_specs, references
 from tests.charts.test_helm_chart import API_VERSIONS, BINARIES, CHART, crd_schema, helm_bin
 
 Docs = list[dict[str, Any]]
@@ -175,6 +175,17 @@ def crd_problems(docs: Docs) -> list[str]:
     return problems
 
 
+def openshift_problems(cfg: dict[str, str], docs: Docs) -> list[str]:
+    """In OpenShift mode no pod or container sets a fixed UID/GID; elsewhere the apps' 1001 stays."""
+    problems = []
+    for (kind, name), spec in pod_specs(docs).items():
+        contexts = [spec.get("securityContext") or {}] + [c.get("securityContext") or {} for c in spec["containers"]]
+        fixed = any(k in ctx for ctx in contexts for k in ("runAsUser", "runAsGroup", "fsGroup"))
+        if fixed != (cfg["openshift"] == "no"):
+            problems.append(f"{kind}/{name}: fixed UID/GID {fixed} with openshift={cfg['openshift']}")
+    return problems
+
+
 MATRIX = pairwise(FACTORS)
 
 
@@ -208,7 +219,7 @@ def test_every_configuration_renders_and_validates(tmp_path: Path) -> None:
         assert any(d["kind"] in {"Deployment", "StatefulSet", "Cluster"} for d in docs) or (
             cfg["registry"] == cfg["tot"] == "off"
         )
-        for problem in [*name_problems(docs), *references(docs), *crd_problems(docs)]:
+        for problem in [*name_problems(docs), *references(docs), *crd_problems(docs), *openshift_problems(cfg, docs)]:
             failures.append(f"{label}: {problem}")
         path = tmp_path / f"config-{i}.yaml"
         path.write_text(out)

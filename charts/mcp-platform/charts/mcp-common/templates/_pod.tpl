@@ -28,7 +28,18 @@ charts renders its spec with this template, so every pod honours the same values
 {{- with $v.priorityClassName }}{{ $_ := set $spec "priorityClassName" . }}{{ end -}}
 {{- $podSecurity := .podSecurityContext | default $v.podSecurityContext | default dict -}}
 {{- $_ := set $spec "securityContext" (include "mcp-common.securityContext" (dict "context" $podSecurity "ctx" $ctx) | fromYaml) -}}
-{{- with $v.initContainers }}{{ $_ := set $spec "initContainers" . }}{{ end -}}
+{{- /* Init containers and sidecars without a securityContext get the chart's containerSecurityContext. */ -}}
+{{- $extras := dict "initContainers" list "sidecars" list -}}
+{{- range $key := list "initContainers" "sidecars" -}}
+{{- range (index $v $key | default list) -}}
+{{- $c := deepCopy . -}}
+{{- if not $c.securityContext -}}
+{{- $_ := set $c "securityContext" (include "mcp-common.securityContext" (dict "context" ($v.containerSecurityContext | default dict) "ctx" $ctx) | fromYaml) -}}
+{{- end -}}
+{{- $_ := set $extras $key (append (index $extras $key) $c) -}}
+{{- end -}}
+{{- end -}}
+{{- with $extras.initContainers }}{{ $_ := set $spec "initContainers" . }}{{ end -}}
 {{- $containers := list -}}
 {{- range .containers -}}
 {{- $c := deepCopy . -}}
@@ -38,7 +49,7 @@ charts renders its spec with this template, so every pod honours the same values
 {{- with $v.extraVolumeMounts }}{{ $_ := set $c "volumeMounts" (concat ($c.volumeMounts | default list) .) }}{{ end -}}
 {{- $containers = append $containers $c -}}
 {{- end -}}
-{{- $_ := set $spec "containers" (concat $containers ($v.sidecars | default list)) -}}
+{{- $_ := set $spec "containers" (concat $containers $extras.sidecars) -}}
 {{- with (concat (.volumes | default list) ($v.extraVolumes | default list)) }}{{ $_ := set $spec "volumes" . }}{{ end -}}
 {{- with $v.nodeSelector }}{{ $_ := set $spec "nodeSelector" . }}{{ end -}}
 {{- with $v.tolerations }}{{ $_ := set $spec "tolerations" . }}{{ end -}}

@@ -55,9 +55,9 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- define "tree-of-thoughts.image" -}}
 {{- $img := .ctx.Values.image -}}
 {{- if and $img.digest (not .tag) -}}
-{{- printf "%s@%s" $img.repository $img.digest -}}
+{{- include "mcp-common.image" (dict "image" $img "ctx" .ctx) -}}
 {{- else -}}
-{{- printf "%s:%s" $img.repository (.tag | default $img.tag | default .ctx.Chart.AppVersion) -}}
+{{- include "mcp-common.image" (dict "image" (dict "repository" $img.repository "tag" (.tag | default $img.tag | default .ctx.Chart.AppVersion)) "ctx" .ctx) -}}
 {{- end -}}
 {{- end -}}
 
