@@ -761,3 +761,20 @@ def test_app_pods_take_extra_volumes_env_init_containers_and_sidecars() -> None:
     job = specs[("Job", "mcp-tool-registry-migrate")]
     assert "initContainers" not in job and len(job["containers"]) == 1
     assert [v["name"] for v in job["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize("subchart", ["tool-registry", "tree-of-thoughts", "pgvector"])
+def test_each_subchart_renders_on_its_own_with_the_library(subchart: str, tmp_path: Path) -> None:
+    """A subchart declares mcp-common (file://../mcp-common): `helm dependency build` is all it needs."""
+    import shutil
+
+    for name in (subchart, "mcp-common"):
+        shutil.copytree(CHART / "charts" / name, tmp_path / name)
+    helm = str(helm_bin("helm4"))
+    build = subprocess.run([helm, "dependency", "build", str(tmp_path / subchart)], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    args = ["--set", "database.secretName=db"] if subchart != "pgvector" else []
+    proc = subprocess.run([helm, "template", "x", str(tmp_path / subchart), *args], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    kinds = {d["kind"] for d in yaml.safe_load_all(proc.stdout) if d}
+    assert kinds & {"Deployment", "StatefulSet"}
