@@ -31,7 +31,7 @@ $(TOOLS)/checkov/bin/checkov: scripts/install_checkov.py | $(UV)
 	@$(TOOLS)/bin/python scripts/install_checkov.py
 
 system-packages:  ## Prometheus and nginx from Debian's packages, for the tests that start them (when apt-get can)
-	@scripts/install_system_packages.sh
+	@scripts/install_system_packages.sh "the Prometheus and nginx tests" prometheus promtool=prometheus nginx
 
 run: .venv/.synced  ## Run the registry (127.0.0.1:8000) and the ToT server (127.0.0.1:8001) with an embedded database
 	@$(UV) run --locked --no-sync python -m platform_common.devstack
@@ -50,7 +50,7 @@ test: lint typecheck system-packages $(TOOLS)/bin/helm $(TOOLS)/checkov/bin/chec
 	@PATH="$(TOOLS)/bin:$$PATH" $(UV) run --no-sync pytest
 
 bench-packages:  ## wrk from Debian's packages, for the HTTP benches (when apt-get can)
-	@scripts/install_bench_packages.sh
+	@scripts/install_system_packages.sh "the wrk benches" wrk
 
 bench: .venv/.synced bench-packages  ## Run the benchmarks in bench/ and record their numbers under docs/
 	@$(UV) run --no-sync python bench/report.py $(BENCH_ARGS)

@@ -6,7 +6,7 @@ app with ``wrk``.
 
 The server is its own process; its CPU (utime+stime from /proc/<pid>/stat) divided by the requests wrk
 completed is the parser's and uvicorn's cost per request, meaningful on a loaded machine where
-latency is not. Needs ``wrk`` (scripts/install_bench_packages.sh).
+latency is not. Needs ``wrk`` (make bench-packages).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main() -> None:
         serve(args.serve, args.port)
         return
     if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: run scripts/install_bench_packages.sh")
+        sys.exit("wrk is not installed: run make bench-packages")
     rows = []
     for protocol in PROTOCOLS:
         row = measure(protocol, args.seconds)

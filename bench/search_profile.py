@@ -137,7 +137,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the result here")
     args = parser.parse_args()
     if shutil.which("wrk") is None or not Path(PY_SPY).exists():
-        sys.exit("needs wrk (scripts/install_bench_packages.sh) and py-spy (a dev dependency)")
+        sys.exit("needs wrk (make bench-packages) and py-spy (a dev dependency)")
     with postgres() as server:
         database_url = asyncio.run(fresh_database(server))
         pids: list[int] = []

@@ -69,7 +69,7 @@ NEEDS_ELSEWHERE = {
 def prometheus_binary() -> str:
     found = shutil.which("prometheus") or ("/usr/bin/prometheus" if Path("/usr/bin/prometheus").exists() else None)
     if found is None:
-        msg = "prometheus not found: scripts/install_system_packages.sh (run by make test) could not install it"
+        msg = "prometheus not found: make system-packages (run by make test) could not install it"
         print(msg)
         pytest.skip(msg)
     return found

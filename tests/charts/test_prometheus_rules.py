@@ -37,7 +37,7 @@ ALERTS = {
 def promtool() -> str:
     found = shutil.which("promtool")
     if found is None:
-        msg = "promtool not found: scripts/install_system_packages.sh (run by make test) could not install prometheus"
+        msg = "promtool not found: make system-packages (run by make test) could not install prometheus"
         print(msg)
         pytest.skip(msg)
     return found

@@ -58,8 +58,8 @@ def nginx_binary() -> str:
     for candidate in NGINX_CANDIDATES:
         if candidate and os.access(candidate, os.X_OK):
             return candidate
-    print("nginx is not installed (scripts/install_system_packages.sh installs it): skipping")
-    pytest.skip("nginx is not installed (scripts/install_system_packages.sh installs it)")
+    print("nginx is not installed (make system-packages installs it): skipping")
+    pytest.skip("nginx is not installed (make system-packages installs it)")
 
 
 def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
