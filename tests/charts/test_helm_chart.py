@@ -1047,7 +1047,8 @@ def notes(helm: Path, *extra: str) -> str:
 def test_notes_warn_about_insecure_choices_and_missing_crds() -> None:
     """Helm 4 renders NOTES offline with `install --dry-run=client` (Helm 3 wants a cluster for it)."""
     helm = helm_bin("helm4")
-    text = notes(helm, "--set", "tool-registry.config.auth.mode=none", "--set", "ingress.enabled=true",
+    text = notes(helm, "--set", "tool-registry.config.auth.mode=none",
+                 "--set", "tool-registry.config.auth.allowNoneOnNetwork=true", "--set", "ingress.enabled=true",
                  "--set", "ingress.tls=false", "--set", "tool-registry.serviceMonitor.enabled=true")  # fmt: skip
     assert "AUTH_MODE=none" in text
     assert "without TLS" in text
@@ -1057,3 +1058,17 @@ def test_notes_warn_about_insecure_choices_and_missing_crds() -> None:
     assert "https://registry.example.com/mcp" in prod
     assert "AUTH_MODE=none" not in prod and "database.mode=embedded" not in prod and "without TLS" not in prod
     assert "cert-manager.io/v1" in prod  # no CRDs offline: the skipped Certificate is reported
+
+
+@pytest.mark.parametrize("app", ["tool-registry", "tree-of-thoughts"])
+def test_auth_none_needs_an_explicit_acceptance(helm: Path, app: str) -> None:
+    """Pods listen on 0.0.0.0, where the apps refuse AUTH_MODE=none: the chart says so at render, not a crash loop."""
+    err = render_fails(helm, None, "--set", f"{app}.config.auth.mode=none")
+    assert f"set {app}.config.auth.allowNoneOnNetwork=true" in err
+    docs = render(
+        helm, None, "--set", f"{app}.config.auth.mode=none", "--set", f"{app}.config.auth.allowNoneOnNetwork=true"
+    )
+    data = one(docs, "ConfigMap", f"{RELEASE}-{app}")["data"]
+    assert (data["AUTH_MODE"], data["AUTH_NONE_ALLOW_NON_LOOPBACK"]) == ("none", "true")
+    default = one(render(helm), "ConfigMap", f"{RELEASE}-{app}")["data"]
+    assert (default["AUTH_MODE"], default["AUTH_NONE_ALLOW_NON_LOOPBACK"]) == ("jwt", "false")

@@ -149,3 +149,15 @@ Services' DNS names with and without port. Call with (dict "ctx" $ "hostKey" "re
 {{- $g := .Values.global | default dict -}}
 {{- join "," (dig "forwardedAllowIps" (list "10.0.0.0/8" "172.16.0.0/12" "192.168.0.0/16") $g) -}}
 {{- end -}}
+
+{{/*
+AUTH_NONE_ALLOW_NON_LOOPBACK: pods listen on 0.0.0.0, where the apps refuse AUTH_MODE=none unless told
+otherwise; fail at render instead of leaving pods in a crash loop, and say which value accepts the risk.
+*/}}
+{{- define "mcp-common.authNoneAllowNonLoopback" -}}
+{{- $auth := .Values.config.auth -}}
+{{- if and (eq $auth.mode "none") (not $auth.allowNoneOnNetwork) -}}
+{{- fail (printf "%s: config.auth.mode none serves every caller on the pod network without authentication; set %s.config.auth.allowNoneOnNetwork=true to accept that (never in production)" .Chart.Name .Chart.Name) -}}
+{{- end -}}
+{{- $auth.allowNoneOnNetwork | default false | toString -}}
+{{- end -}}
