@@ -26,15 +26,13 @@ import json
 import multiprocessing
 import os
 import platform
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from _catalogue import postgres
 
 from platform_common.db import Database, migrate
 from platform_common.embedded_postgres import EmbeddedPostgres
@@ -161,19 +159,6 @@ def accuracy(url: str, args: Any) -> dict[str, Any]:
         "one bucket admits": round(ideal, 1),
         "error": f"{(admitted - ideal) / ideal * 100:+.1f}%",
     }
-
-
-@contextmanager
-def postgres() -> Iterator[EmbeddedPostgres]:
-    data_dir = Path(tempfile.mkdtemp(prefix="ratelimit-bench-pg-"))
-    data_dir.chmod(0o755)  # as root the server runs as nobody
-    server = EmbeddedPostgres(data_dir)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def measure(server: EmbeddedPostgres, args: Any) -> list[dict[str, Any]]:
