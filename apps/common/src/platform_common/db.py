@@ -69,6 +69,22 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+@contextlib.asynccontextmanager
+async def try_advisory_lock(conn: asyncpg.Connection, name: str) -> AsyncIterator[bool]:
+    """Hold the session advisory lock ``name`` for the block if no other session does; yields whether.
+
+    For work every replica schedules and one should do (sweeps, syncs, catching up embeddings).
+    """
+    key = advisory_key(name)
+    if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # The vector type exists only once the first migration created the extension.
     if await conn.fetchval("SELECT 1 FROM pg_type WHERE typname = 'vector'"):

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from platform_common.auth import Principal
-from platform_common.db import Database, DatabaseUnavailable, advisory_key
+from platform_common.db import Database, DatabaseUnavailable, try_advisory_lock
 from platform_common.logs import request_id_var
 from platform_common.problems import ProblemError
 
@@ -184,25 +184,19 @@ class AuditLog:
     async def sweep(self) -> int:
         """Delete rows past the retention period, if no other replica is; returns how many."""
         deleted = 0
-        async with self.database.connection() as conn:
-            key = advisory_key("registry:audit-sweep")
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
-                return 0
-            try:
-                while True:
-                    done: int = await conn.fetchval(
-                        """WITH old AS (SELECT id FROM tool_call_audit
-                                        WHERE at < now() - make_interval(days => $1) LIMIT $2)
-                           , gone AS (DELETE FROM tool_call_audit a USING old WHERE a.id = old.id RETURNING 1)
-                           SELECT count(*) FROM gone""",
-                        self.retention_days,
-                        SWEEP_BATCH,
-                    )
-                    deleted += done
-                    if done < SWEEP_BATCH:
-                        break
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        async with self.database.connection() as conn, try_advisory_lock(conn, "registry:audit-sweep") as held:
+            while held:
+                done: int = await conn.fetchval(
+                    """WITH old AS (SELECT id FROM tool_call_audit
+                                    WHERE at < now() - make_interval(days => $1) LIMIT $2)
+                       , gone AS (DELETE FROM tool_call_audit a USING old WHERE a.id = old.id RETURNING 1)
+                       SELECT count(*) FROM gone""",
+                    self.retention_days,
+                    SWEEP_BATCH,
+                )
+                deleted += done
+                if done < SWEEP_BATCH:
+                    break
         return deleted
 
     async def run(self) -> None:

@@ -34,7 +34,7 @@ import msgspec
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 
-from platform_common.db import Database, DatabaseUnavailable, advisory_key
+from platform_common.db import Database, DatabaseUnavailable, try_advisory_lock
 from platform_common.problems import ProblemError
 from tool_registry import catalogue, observability, pinning
 from tool_registry.egress import (
@@ -433,25 +433,21 @@ class Federation:
     async def sync_due(self) -> int:
         """Sync every server not synced within the interval, if this replica holds the sync lock."""
         done = 0
-        async with self.database.connection() as conn:
-            key = advisory_key("registry:upstream-sync")
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        async with self.database.connection() as conn, try_advisory_lock(conn, "registry:upstream-sync") as held:
+            if not held:
                 return 0
-            try:
-                names = [
-                    r["name"]
-                    for r in await conn.fetch(
-                        "SELECT name FROM upstream_servers WHERE last_sync_at IS NULL "
-                        "OR last_sync_at < now() - make_interval(secs => $1) ORDER BY name",
-                        self.interval,
-                    )
-                ]
-                for name in names:
-                    with contextlib.suppress(ProblemError):
-                        await self.sync(name)
-                        done += 1
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            names = [
+                r["name"]
+                for r in await conn.fetch(
+                    "SELECT name FROM upstream_servers WHERE last_sync_at IS NULL "
+                    "OR last_sync_at < now() - make_interval(secs => $1) ORDER BY name",
+                    self.interval,
+                )
+            ]
+            for name in names:
+                with contextlib.suppress(ProblemError):
+                    await self.sync(name)
+                    done += 1
         return done
 
     async def run(self) -> None:

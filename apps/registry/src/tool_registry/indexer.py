@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import asyncpg
 import numpy as np
 
-from platform_common.db import Database, DatabaseUnavailable, advisory_key
+from platform_common.db import Database, DatabaseUnavailable, advisory_key, try_advisory_lock
 from tool_registry import catalogue, observability
 from tool_registry.embeddings import Embedder, EmbeddingError, Vectors
 
@@ -143,30 +143,26 @@ class Indexer:
     async def catch_up(self) -> int:
         """Embed every pending tool, if no other replica is doing it; returns how many were embedded."""
         done = 0
-        async with self.database.connection() as conn:
-            key = advisory_key(f"registry:reembed:{self.embedder.model}")
-            if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+        lock = f"registry:reembed:{self.embedder.model}"
+        async with self.database.connection() as conn, try_advisory_lock(conn, lock) as held:
+            if not held:
                 return 0
-            try:
-                while ids := [
-                    r["id"]
-                    for r in await conn.fetch(_PENDING + " ORDER BY t.id LIMIT $2", self.embedder.model, BATCH_TOOLS)
-                ]:
-                    embedded = await self.embed_tools(conn, ids)
-                    done += embedded
-                    if embedded == 0:
-                        break
-                if not await conn.fetchval(f"SELECT EXISTS ({_PENDING})", self.embedder.model):
-                    became_ready = await conn.fetchval(
-                        "UPDATE embedding_models SET ready_at = now() WHERE model = $1 AND ready_at IS NULL "
-                        "RETURNING true",
-                        self.embedder.model,
-                    )
-                    if became_ready:
-                        logger.info("model %s covers the catalogue: search switches to it", self.embedder.model)
-                        self._search_model = None
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            while ids := [
+                r["id"]
+                for r in await conn.fetch(_PENDING + " ORDER BY t.id LIMIT $2", self.embedder.model, BATCH_TOOLS)
+            ]:
+                embedded = await self.embed_tools(conn, ids)
+                done += embedded
+                if embedded == 0:
+                    break
+            if not await conn.fetchval(f"SELECT EXISTS ({_PENDING})", self.embedder.model):
+                became_ready = await conn.fetchval(
+                    "UPDATE embedding_models SET ready_at = now() WHERE model = $1 AND ready_at IS NULL RETURNING true",
+                    self.embedder.model,
+                )
+                if became_ready:
+                    logger.info("model %s covers the catalogue: search switches to it", self.embedder.model)
+                    self._search_model = None
         return done
 
     async def search_model(self) -> SearchModel | None:
