@@ -125,6 +125,11 @@ class AppProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
+    def error_lines(self, limit: int = 5) -> list[str]:
+        """The last ``limit`` ERROR records of the app's log, for assertion messages: a 500 seen once in CI
+        is only diagnosable from the traceback the app logged."""
+        return [line for line in self.log_text().splitlines() if '"level":"ERROR"' in line][-limit:]
+
     def pids(self) -> list[int]:
         """The server process and every descendant (uvicorn workers)."""
         assert self.process is not None

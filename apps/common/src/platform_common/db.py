@@ -27,15 +27,19 @@ logger = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
-# Errors that mean "the database cannot be reached right now", as opposed to a bad query.
+# Errors that mean "the database cannot be reached right now" (or this connection is no longer usable),
+# as opposed to a bad query. InternalClientError ("another operation is in progress") is a connection
+# whose protocol state an outage broke: seen under load while PostgreSQL stopped, it was a 500.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.ConnectionFailureError,
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.IdleSessionTimeoutError,
     asyncpg.exceptions.TooManyConnectionsError,
 )
 

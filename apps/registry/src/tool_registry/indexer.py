@@ -128,11 +128,15 @@ class Indexer:
         return len(rows)
 
     async def embed_after_write(self, tool_id: int) -> None:
-        """Inline embedding after a write; on failure the background loop retries later."""
+        """Inline embedding after a write; on failure the background loop retries later.
+
+        The write has committed by now, so a database outage here must not turn its answer into a 503:
+        the client would retry and get 409 for a tool it was told was not created.
+        """
         try:
             async with self.database.connection() as conn:
                 await self.embed_tools(conn, [tool_id])
-        except EmbeddingError as exc:
+        except (EmbeddingError, DatabaseUnavailable) as exc:
             logger.warning("embedding tool %d failed (%s); the indexer will retry", tool_id, exc)
             self.notify()
 
