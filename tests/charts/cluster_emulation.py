@@ -148,6 +148,8 @@ class Cluster:
     rendered: Rendered
     # (kind/name of the workload, containerPort) -> host port on 127.0.0.1
     host_ports: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Secrets a hook Job wrote through the Kubernetes API double: name -> decoded data
+    generated: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def config_map(self, name: str) -> dict[str, str] | None:
         doc = self.rendered.get("ConfigMap", name)
@@ -156,7 +158,7 @@ class Cluster:
     def secret(self, name: str) -> dict[str, str] | None:
         doc = self.rendered.get("Secret", name)
         if doc is None:
-            return None
+            return self.generated.get(name)  # written by a hook Job (database credentials)
         data = {k: base64.b64decode(v).decode() for k, v in (doc.get("data") or {}).items()}
         return {**data, **(doc.get("stringData") or {})}
 
@@ -590,6 +592,9 @@ class Platform:
     api_requests: list[tuple[str, str, str]]  # (verb, namespace, name) the apps sent to the Kubernetes API
     started_at: float  # wall-clock time, for the "written outside /tmp" check
     migrate: subprocess.CompletedProcess[str] | None = None
+    # The database-credentials hook Job's run and its API requests (verb, namespace, name)
+    credentials: subprocess.CompletedProcess[str] | None = None
+    credentials_requests: list[tuple[str, str, str]] = field(default_factory=list)
     stopped: dict[str, tuple[int | None, float]] = field(default_factory=dict)
 
 
@@ -635,8 +640,10 @@ def record_requests(api: SecretsApi, log: list[tuple[str, str, str]]) -> None:
     original = api.handle
 
     def handle(method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
-        match = re.fullmatch(r"/api/v1/namespaces/([^/]+)/secrets/([^/?]+)", path.split("?")[0])
-        log.append((verbs.get(method, method), match.group(1) if match else "?", match.group(2) if match else path))
+        match = re.fullmatch(r"/api/v1/namespaces/([^/]+)/secrets(?:/([^/?]+))?", path.split("?")[0])
+        # A create names no object in its path: RBAC cannot limit it to a name, so it is logged as "*".
+        name = (match.group(2) or "*") if match else path
+        log.append((verbs.get(method, method), match.group(1) if match else "?", name))
         return original(method, path, body)
 
     api.handle = handle  # type: ignore[method-assign]
@@ -663,24 +670,42 @@ def running_platform(rendered: Rendered, runtime_venv: Path) -> Iterator[Platfor
 
     statefulsets = rendered.find("StatefulSet")
     assert len(statefulsets) == 1, "database.mode embedded renders the pgvector StatefulSet"
-    database = Database(cluster, statefulsets[0], runtime_venv, workdir)
     launcher = Launcher(cluster, runtime_venv, workdir)
     log: list[tuple[str, str, str]] = []
     with contextlib.ExitStack() as stack:
         stack.callback(shutil.rmtree, workdir, ignore_errors=True)  # runs last, also after a failed start
+        api: SecretsApi | None = None
+        kubeconfig = workdir / "kubeconfig"
+
+        def api_double() -> SecretsApi:
+            """The Kubernetes API double, started for the first pod that mounts a service-account token."""
+            nonlocal api
+            if api is None:
+                api, url = stack.enter_context(secrets_api())
+                record_requests(api, log)
+                write_kubeconfig(kubeconfig, url, NAMESPACE)
+            return api
+
+        # Hooks first, as Helm runs them: the database-credentials Job writes the Secret the database needs.
+        credentials = None
+        for job in [j for j in rendered.find("Job") if j["metadata"]["name"].endswith("-db-credentials")]:
+            double = api_double()
+            launcher.extra_env[key(job)] = {"KUBECONFIG": str(kubeconfig)}
+            credentials = run_job(launcher, job)
+            assert credentials.returncode == 0, f"{job['metadata']['name']}: {credentials.stderr[-3000:]}"
+            for (_, name), secret in double.secrets.items():
+                cluster.generated[name] = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        credentials_requests = list(log)
+        log.clear()
+        database = Database(cluster, statefulsets[0], runtime_venv, workdir)
         database.start()
         stack.callback(database.stop)
-        api: SecretsApi | None = None
         for deployment in deployments:
             spec = pod_spec(deployment)
             if not spec.get("automountServiceAccountToken", True):
                 continue
             # A Kubernetes API client: give it the double, holding the Secrets its Role names.
-            if api is None:
-                api, url = stack.enter_context(secrets_api())
-                record_requests(api, log)
-                kubeconfig = workdir / "kubeconfig"
-                write_kubeconfig(kubeconfig, url, NAMESPACE)
+            api = api_double()
             for name in granted_secret_names(rendered, spec.get("serviceAccountName", "default")):
                 secret = rendered.get("Secret", name)
                 assert secret is not None, f"the Role names Secret {name}, which the chart does not render"
@@ -690,6 +715,7 @@ def running_platform(rendered: Rendered, runtime_venv: Path) -> Iterator[Platfor
             launcher.extra_env[key(deployment)] = {"KUBECONFIG": str(workdir / "kubeconfig")}
 
         state = Platform(cluster, database, {}, workdir, runtime_venv, api, log, started_at)
+        state.credentials, state.credentials_requests = credentials, credentials_requests
         jobs = [j for j in rendered.find("Job") if "migrate" in j["metadata"]["name"]]
         for job in jobs:
             state.migrate = run_job(launcher, job)

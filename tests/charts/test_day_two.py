@@ -6,6 +6,7 @@ renders of a test run in a thread pool.
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -123,8 +124,8 @@ def test_names_fit_their_limits_with_the_longest_release_name(binary: str) -> No
             cronjob = next(d for d in docs if d["kind"] == "CronJob")
             assert cronjob["metadata"]["name"].endswith("-backup")
             assert len(cronjob["metadata"]["name"]) == 52
-            job = next(d for d in docs if d["kind"] == "Job")
-            assert job["metadata"]["name"].endswith("-migrate")
+            jobs = sorted(d["metadata"]["name"] for d in docs if d["kind"] == "Job")
+            assert len(jobs) == 2 and jobs[0].endswith("-db-credentials") and jobs[1].endswith("-migrate"), jobs
 
 
 def test_short_release_names_are_unchanged() -> None:
@@ -152,6 +153,16 @@ def secret_data(docs: Docs, name: str) -> dict[str, str]:
 
     secret = next(d for d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == name)
     return {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+
+
+def database_urls(docs: Docs) -> dict[str, str]:
+    """The URL keys of "mcp-database": as rendered (generatePasswords false), else as the credentials hook Job
+    is told to write them (password-free here; the Job adds the generated password)."""
+    if any(d["kind"] == "Secret" and d["metadata"]["name"] == "mcp-database" for d in docs):
+        return {k: v for k, v in secret_data(docs, "mcp-database").items() if k.endswith("_URL")}
+    job = next(d for d in docs if d["kind"] == "Job" and d["metadata"]["name"].endswith("-db-credentials"))
+    args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+    return dict(value.split("=", 1) for flag, value in itertools.pairwise(args) if flag == "--url")
 
 
 def helm_fails(*args: str) -> str:
@@ -203,13 +214,11 @@ def test_connection_budget_is_checked_at_render_time() -> None:
 
 def test_cloudnativepg_read_url_only_with_replicas() -> None:
     cnpg = ["-f", str(VALUES["ci-cloudnativepg"])]
-    one_instance = secret_data(
-        helm_template(helm_bin("helm4"), "mcp", *cnpg, "--set", "database.cloudnativepg.instances=1"), "mcp-database"
+    one_instance = database_urls(
+        helm_template(helm_bin("helm4"), "mcp", *cnpg, "--set", "database.cloudnativepg.instances=1")
     )
     assert "DATABASE_READ_URL" not in one_instance  # -ro has no endpoints without a replica
-    three = secret_data(
-        helm_template(helm_bin("helm4"), "mcp", *cnpg, "--set", "database.cloudnativepg.instances=3"), "mcp-database"
-    )
+    three = database_urls(helm_template(helm_bin("helm4"), "mcp", *cnpg, "--set", "database.cloudnativepg.instances=3"))
     assert "@mcp-db-ro." in three["DATABASE_READ_URL"]
 
 
@@ -289,6 +298,28 @@ def test_gitops_renders_are_reproducible_and_password_free(binary: str, mode: st
     phases = {(d["kind"], d["metadata"]["name"]): argocd_phase(d) for d in docs}
     assert phases[("Job", "mcp-tool-registry-migrate")] == "PostSync"
     assert {k for k, v in phases.items() if v == "PreSync"} == set()
+
+
+@pytest.mark.parametrize("binary", list(BINARIES))
+@pytest.mark.parametrize("values", ["default", "prod"])
+def test_default_renders_are_reproducible_and_carry_no_password(binary: str, values: str) -> None:
+    """With generated passwords (the default) no template makes one: the credentials hook Job does, in the
+    cluster, before anything needs them (Argo CD's PreSync: it needs no database)."""
+    helm = helm_bin(binary)
+    args = [] if values == "default" else ["-f", str(VALUES["prod"])]
+    first, second = argocd_template(helm, *args), argocd_template(helm, *args)
+    assert first == second
+    docs = [d for d in yaml.safe_load_all(first) if d]
+    for secret in (d for d in docs if d["kind"] == "Secret"):
+        assert not {"password", "postgres-password"} & set(secret.get("data") or {}), secret["metadata"]["name"]
+    phases = {(d["kind"], d["metadata"]["name"]): argocd_phase(d) for d in docs}
+    presync = {k for k, v in phases.items() if v == "PreSync"}
+    assert presync == {
+        (kind, "mcp-mcp-platform-db-credentials") for kind in ("ServiceAccount", "Role", "RoleBinding", "Job")
+    }
+    assert phases[("Job", "mcp-tool-registry-migrate")] == "PostSync"
+    urls = database_urls(docs)
+    assert urls and all(":" not in urlsplit_userinfo(u) for u in urls.values())
 
 
 def urlsplit_userinfo(url: str) -> str:
@@ -535,7 +566,7 @@ def test_cloudnativepg_restore_into_a_new_cluster_through_values() -> None:
         assert schema is not None
         jsonschema.validate(cluster, json.loads(schema.read_text()))
         # The apps follow the new Cluster: same password (restored roles), new host.
-        urls = secret_data(docs, "mcp-database")
+        urls = database_urls(docs)
         assert "@mcp-db-r1-pooler-rw." in urls["DATABASE_URL"] and "@mcp-db-r1-rw." in urls["DATABASE_DIRECT_URL"]
         pooler = next(d for d in docs if d["kind"] == "Pooler")
         assert pooler["spec"]["cluster"]["name"] == "mcp-db-r1"

@@ -285,12 +285,19 @@ def test_service_accounts_and_tokens(docs: Docs) -> None:
     for doc in docs:
         if doc["kind"] in POD_KINDS:
             spec = pod_spec(doc)
-            if spec.get("serviceAccountName") != f"{RELEASE}-tree-of-thoughts":
+            if spec.get("serviceAccountName") not in {f"{RELEASE}-tree-of-thoughts", CREDENTIALS_JOB}:
                 assert spec["automountServiceAccountToken"] is False, doc["metadata"]["name"]
 
 
+CREDENTIALS_JOB = f"{RELEASE}-mcp-platform-db-credentials"
+
+
+def is_hook(doc: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
+
+
 def test_rbac_is_exactly_the_key_secret(docs: Docs) -> None:
-    roles = find(docs, "Role")
+    roles = [r for r in find(docs, "Role") if not is_hook(r)]  # the credentials hook's: the next test
     assert not find(docs, "ClusterRole") and not find(docs, "ClusterRoleBinding")
     assert len(roles) == 1
     key_secret = f"{RELEASE}-tree-of-thoughts-keys"
@@ -314,9 +321,42 @@ def test_rbac_is_exactly_the_key_secret(docs: Docs) -> None:
     assert cm["data"]["KEY_SECRET_NAME"] == key_secret and cm["data"]["KEY_STORE"] == "kubernetes"
 
 
+def test_the_database_credentials_hook_can_only_create_and_keep_its_secrets(docs: Docs) -> None:
+    """database.generatePasswords: a hook Job writes the passwords in the cluster (tests/tot/test_credentials.py
+    runs its command against the Secrets API double); no rendered object carries one."""
+    hooks = [d for d in docs if "credentials" in d["metadata"]["name"]]
+    cnpg = any(d["kind"] == "Cluster" for d in docs)
+    if not hooks:  # modes without generated passwords
+        assert not any(
+            d["kind"] == "Secret"
+            and d["metadata"]["name"] == f"{RELEASE}-database"
+            and "password" in (d.get("data") or {})
+            for d in docs
+        )
+        return
+    assert {d["kind"] for d in hooks} == {"ServiceAccount", "Role", "RoleBinding", "Job"}
+    for d in hooks:
+        annotations = d["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+        assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+        assert int(annotations["helm.sh/hook-weight"]) < 0  # before the migrations hook (weight 0)
+    names = [f"{RELEASE}-database", *([f"{RELEASE}-db-app-credentials"] if cnpg else [])]
+    assert one(docs, "Role", CREDENTIALS_JOB)["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": names, "verbs": ["get", "update"]},
+    ]
+    job = one(docs, "Job", CREDENTIALS_JOB)
+    (container,) = pod_spec(job)["containers"]
+    assert container["image"].split("/")[-1].startswith("tree-of-thoughts:")
+    assert container["args"][:4] == ["credentials", "ensure", "--secret", f"{RELEASE}-database"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert f"{RELEASE}-database" not in {d["metadata"]["name"] for d in find(docs, "Secret")}
+    assert not any("password" in (d.get("data") or {}) for d in find(docs, "Secret"))
+
+
 def test_file_key_store_has_no_api_access() -> None:
     docs = render(helm_bin("helm4"), None, "--set", "tree-of-thoughts.keyStore.type=file")
-    assert not find(docs, "Role") and not find(docs, "RoleBinding")
+    assert not [d for d in find(docs, "Role") + find(docs, "RoleBinding") if not is_hook(d)]
     assert one(docs, "ServiceAccount", f"{RELEASE}-tree-of-thoughts")["automountServiceAccountToken"] is False
     assert pod_spec(app_deployment(docs, "tree-of-thoughts"))["automountServiceAccountToken"] is False
     err = render_fails(
@@ -568,10 +608,10 @@ def secret_value(doc: dict[str, Any], key: str) -> str:
 
 def test_embedded_mode(rendered: dict[tuple[str, str, bool], Docs]) -> None:
     docs = get(rendered, "helm4", "staging", True)
-    secret = one(docs, "Secret", f"{RELEASE}-database")
-    assert secret["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    url = secret_value(secret, "DATABASE_URL")
-    assert re.fullmatch(rf"postgresql://mcp:[A-Za-z0-9]{{32}}@{RELEASE}-pgvector\.{NAMESPACE}\.svc:5432/mcp", url)
+    args = credentials_args(docs)
+    assert args["--secret"] == [f"{RELEASE}-database"]
+    assert args["--password-key"] == ["password", "postgres-password"]
+    assert f"DATABASE_URL=postgresql://mcp@{RELEASE}-pgvector.{NAMESPACE}.svc:5432/mcp" in args["--url"]
     for app in APPS:
         assert db_ref(docs, app) == {"name": f"{RELEASE}-database", "key": "DATABASE_URL"}
     sts = one(docs, "StatefulSet", f"{RELEASE}-pgvector")
@@ -605,6 +645,16 @@ def test_embedded_mode(rendered: dict[tuple[str, str, bool], Docs]) -> None:
     assert not find(docs, "Cluster")
 
 
+def credentials_args(docs: Docs) -> dict[str, list[str]]:
+    """The options the database-credentials hook Job passes to `tot credentials ensure`, by flag."""
+    argv = pod_spec(one(docs, "Job", CREDENTIALS_JOB))["containers"][0]["args"]
+    assert argv[:2] == ["credentials", "ensure"]
+    options: dict[str, list[str]] = {}
+    for flag, value in zip(argv[2::2], argv[3::2], strict=True):
+        options.setdefault(flag, []).append(value)
+    return options
+
+
 def test_cloudnativepg_mode(rendered: dict[tuple[str, str, bool], Docs]) -> None:
     for full in (False, True):
         docs = get(rendered, "helm4", "prod", full)
@@ -615,17 +665,17 @@ def test_cloudnativepg_mode(rendered: dict[tuple[str, str, bool], Docs]) -> None
             "CREATE EXTENSION IF NOT EXISTS vector" in cluster["spec"]["bootstrap"]["initdb"]["postInitApplicationSQL"]
         )
         creds = cluster["spec"]["bootstrap"]["initdb"]["secret"]["name"]
-        assert one(docs, "Secret", creds)["type"] == "kubernetes.io/basic-auth"
+        # The credentials hook writes CNPG's initdb secret with the same password as the URLs.
+        args = credentials_args(docs)
+        assert args["--basic-auth-secret"] == [creds] and args["--password-key"] == ["password"]
         pooler = one(docs, "Pooler", f"{RELEASE}-db-pooler-rw")
         assert pooler["spec"]["type"] == "rw" and pooler["spec"]["cluster"]["name"] == f"{RELEASE}-db"
         backup = one(docs, "ScheduledBackup", f"{RELEASE}-db-scheduled")
         assert backup["spec"]["cluster"]["name"] == f"{RELEASE}-db"
-        secret = one(docs, "Secret", f"{RELEASE}-database")
-        assert f"@{RELEASE}-db-pooler-rw.{NAMESPACE}.svc:5432/mcp" in secret_value(secret, "DATABASE_URL")
-        assert f"@{RELEASE}-db-ro.{NAMESPACE}.svc:5432/mcp" in secret_value(secret, "DATABASE_READ_URL")
-        assert f"@{RELEASE}-db-rw.{NAMESPACE}.svc:5432/mcp" in secret_value(secret, "DATABASE_DIRECT_URL")
-        # The CNPG role password and the URL password are the same generated value.
-        assert secret_value(one(docs, "Secret", creds), "password") == secret_value(secret, "password")
+        urls = dict(u.split("=", 1) for u in args["--url"])
+        assert f"mcp@{RELEASE}-db-pooler-rw.{NAMESPACE}.svc:5432/mcp" in urls["DATABASE_URL"]
+        assert f"mcp@{RELEASE}-db-ro.{NAMESPACE}.svc:5432/mcp" in urls["DATABASE_READ_URL"]
+        assert f"mcp@{RELEASE}-db-rw.{NAMESPACE}.svc:5432/mcp" in urls["DATABASE_DIRECT_URL"]
         for app in APPS:
             assert db_ref(docs, app) == {"name": f"{RELEASE}-database", "key": "DATABASE_URL"}
         (reg,) = pod_spec(app_deployment(docs, "tool-registry"))["containers"]

@@ -137,6 +137,23 @@ def test_kubernetes_api_use_is_within_the_role(platform: Platform) -> None:
     assert any("keyring.json" in (s.get("data") or {}) for s in secrets.values()), "no key ring was written"
 
 
+def test_the_credentials_hook_made_the_database_secret_within_its_role(platform: Platform) -> None:
+    """The hook Job (`tot credentials ensure`, run as the kubelet would, against the API double) wrote the
+    Secret the database and the apps then started with: passwords nowhere in its output, requests within its Role."""
+    job = platform.credentials
+    assert job is not None, "staging renders the database-credentials hook Job (database.generatePasswords)"
+    secret = platform.cluster.secret("mcp-database")  # release "mcp" (tests/charts/conftest.py)
+    assert secret is not None and len(secret["password"]) == 32
+    assert secret["DATABASE_URL"].startswith(f"postgresql://mcp:{secret['password']}@")
+    assert secret["password"] not in job.stdout + job.stderr
+    assert secret["postgres-password"] not in job.stdout + job.stderr
+    role = next(r for r in platform.cluster.rendered.find("Role") if r["metadata"]["name"].endswith("-db-credentials"))
+    granted = {(v, n) for rule in role["rules"] for v in rule["verbs"] for n in rule.get("resourceNames", ["*"])}
+    assert platform.credentials_requests
+    for verb, namespace, name in platform.credentials_requests:
+        assert namespace == NAMESPACE and (verb, name) in granted, (verb, name, granted)
+
+
 def test_helm_test_pod_passes_against_the_running_apps(platform: Platform) -> None:
     pods = [
         p

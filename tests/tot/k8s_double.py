@@ -2,8 +2,9 @@
 
 A real HTTP server on 127.0.0.1, so the real ``kubernetes`` client (pointed at it with a
 ``Configuration(host=...)``) is what the tests exercise. A write whose ``metadata.resourceVersion``
-is stale gets 409 Conflict, as from the API server; creating Secrets is deliberately not supported
-(the chart creates it, the app must never need to).
+is stale gets 409 Conflict, as from the API server. POST to the collection creates a Secret (409
+AlreadyExists when the name is taken): only ``tot credentials ensure`` (the chart's hook Job) does that;
+the key store must never need to (the chart renders its Secret).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from kubernetes import client
 
 _PATH = re.compile(r"/api/v1/namespaces/([^/]+)/secrets/([^/?]+)")
+_COLLECTION = re.compile(r"/api/v1/namespaces/([^/]+)/secrets/?")
 
 
 class SecretsApi:
@@ -42,6 +44,10 @@ class SecretsApi:
         }
 
     def handle(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        collection = _COLLECTION.fullmatch(path.split("?")[0])
+        if collection and method == "POST":
+            assert body is not None
+            return self._create(collection.group(1), body)
         match = _PATH.fullmatch(path.split("?")[0])
         if not match:
             return 404, _status(404, "NotFound", "no such path")
@@ -72,6 +78,16 @@ class SecretsApi:
             self.secrets[key] = updated
             self.writes += 1
             return 200, updated
+
+    def _create(self, namespace: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        name = body["metadata"]["name"]
+        with self.lock:
+            if (namespace, name) in self.secrets:
+                return 409, _status(409, "AlreadyExists", f'secrets "{name}" already exists')
+            metadata = {**body["metadata"], "namespace": namespace, "resourceVersion": "1"}
+            self.secrets[(namespace, name)] = {**body, "metadata": metadata}
+            self.writes += 1
+            return 201, self.secrets[(namespace, name)]
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
@@ -104,7 +120,7 @@ def secrets_api() -> Iterator[tuple[SecretsApi, str]]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_PUT = do_PATCH = _serve
+        do_GET = do_PUT = do_PATCH = do_POST = _serve
 
         def log_message(self, *args: Any) -> None:
             pass

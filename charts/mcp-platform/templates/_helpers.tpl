@@ -69,6 +69,36 @@ app.kubernetes.io/managed-by: {{ $ctx.Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* The application role of the embedded or CloudNativePG database. */}}
+{{- define "mcp-platform.databaseUser" -}}
+{{- ternary .Values.pgvector.auth.username .Values.database.cloudnativepg.owner (eq .Values.database.mode "embedded") -}}
+{{- end -}}
+
+{{/*
+The database URLs, without a password, of the embedded or CloudNativePG database, as YAML
+{KEY: URL}: database-secret.yaml renders them, or database-credentials.yaml hands them to its Job.
+*/}}
+{{- define "mcp-platform.databaseUrls" -}}
+{{- $ns := .Release.Namespace -}}
+{{- $user := include "mcp-platform.databaseUser" . -}}
+{{- if eq .Values.database.mode "embedded" -}}
+{{- $url := printf "postgresql://%s@%s.%s.svc:%v/%s" $user (include "mcp-platform.pgvectorName" .) $ns .Values.pgvector.service.port .Values.pgvector.auth.database -}}
+DATABASE_URL: {{ $url }}
+DATABASE_DIRECT_URL: {{ $url }}
+{{- else if eq .Values.database.mode "cloudnativepg" -}}
+{{- $c := .Values.database.cloudnativepg -}}
+{{- $cluster := include "mcp-platform.cnpgClusterName" . -}}
+{{- $rw := printf "%s-rw.%s.svc" $cluster $ns -}}
+{{- $primary := ternary (printf "%s-pooler-rw.%s.svc" $cluster $ns) $rw $c.pooler.enabled -}}
+{{- $fmt := "postgresql://%s@%s:5432/%s?sslmode=require" }}
+DATABASE_URL: {{ printf $fmt $user $primary $c.database }}
+{{- if gt (int $c.instances) 1 }}
+DATABASE_READ_URL: {{ printf $fmt $user (printf "%s-ro.%s.svc" $cluster $ns) $c.database }}
+{{- end }}
+DATABASE_DIRECT_URL: {{ printf $fmt $user $rw $c.database }}
+{{- end -}}
+{{- end -}}
+
 {{- define "mcp-platform.cnpgClusterName" -}}
 {{- .Values.database.cloudnativepg.clusterName | default (printf "%s-db" .Release.Name) | trunc 50 | trimSuffix "-" -}}
 {{- end -}}

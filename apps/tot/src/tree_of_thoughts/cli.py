@@ -56,7 +56,57 @@ def _parser() -> argparse.ArgumentParser:
         "--ttl-hours", type=float, default=None, help="Lifetime (default and maximum JWT_EXPIRATION_HOURS)."
     )
     TotSettings.add_arguments(issue)
+    credentials_cmd = commands.add_parser(
+        "credentials", help="Create the database Secret once, with generated passwords (the chart's hook Job)."
+    )
+    credentials_action = credentials_cmd.add_subparsers(dest="action", required=True)
+    ensure = credentials_action.add_parser(
+        "ensure",
+        help="Create --secret with random passwords if missing; otherwise keep its passwords and rewrite its URLs.",
+        description="Passwords are generated once and never printed; URLs get the first --password-key's password.",
+    )
+    ensure.add_argument("--secret", required=True, help="The Secret holding passwords and URLs.")
+    ensure.add_argument("--namespace", default="", help="Default: the service account's namespace.")
+    ensure.add_argument("--username", required=True, help="The application role the URLs name.")
+    ensure.add_argument(
+        "--password-key", action="append", required=True, help="A password key; the first is the role's."
+    )
+    ensure.add_argument("--url", action="append", default=[], metavar="KEY=URL", help="A URL key, without password.")
+    ensure.add_argument("--basic-auth-secret", default="", help="Also keep a basic-auth copy (CloudNativePG).")
+    ensure.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    ensure.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE")
     return parser
+
+
+def _pairs(values: Sequence[str], flag: str) -> dict[str, str]:
+    pairs = dict(v.split("=", 1) for v in values if "=" in v)
+    if len(pairs) != len(values):
+        sys.exit(f"tot: {flag} takes KEY=VALUE")
+    return pairs
+
+
+def _credentials(args: argparse.Namespace) -> None:
+    from kubernetes.client.exceptions import ApiException
+
+    from tree_of_thoughts.credentials import CredentialsError, DatabaseSecret, ensure
+    from tree_of_thoughts.issuer.stores import kubernetes_api, own_namespace
+
+    wanted = DatabaseSecret(
+        name=args.secret,
+        namespace=args.namespace or own_namespace(),
+        username=args.username,
+        password_keys=args.password_key,
+        urls=_pairs(args.url, "--url"),
+        basic_auth_secret=args.basic_auth_secret,
+        labels=_pairs(args.label, "--label"),
+        annotations=_pairs(args.annotation, "--annotation"),
+    )
+    try:
+        print(ensure(kubernetes_api(), wanted))
+    except CredentialsError as exc:
+        sys.exit(f"tot: {exc}")
+    except ApiException as exc:  # e.g. 403: the Job's Role does not grant it; the reason, not the body
+        sys.exit(f"tot: the Kubernetes API answered {exc.status} {exc.reason} for Secret {args.secret}")
 
 
 def _keys(settings: TotSettings, args: argparse.Namespace) -> None:
@@ -104,6 +154,13 @@ def _token(settings: TotSettings, args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "credentials":  # needs no settings: it only talks to the Kubernetes API
+        configure_logging("INFO", "json")
+        try:
+            _credentials(args)
+        except SettingsError as exc:
+            sys.exit(f"tot: {exc}")
+        return
     try:
         settings = TotSettings.from_args(args)
     except SettingsError as exc:

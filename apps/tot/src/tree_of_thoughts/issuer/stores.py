@@ -138,12 +138,12 @@ def build_store(kind: str, data_dir: str, secret_name: str, secret_namespace: st
         return FileKeyStore(Path(data_dir) / "keys")
     if not secret_name:
         raise SettingsError("KEY_STORE=kubernetes needs KEY_SECRET_NAME")
-    namespace = secret_namespace or _own_namespace()
+    namespace = secret_namespace or own_namespace()
     return KubernetesKeyStore(kubernetes_api(api_client), secret_name, namespace)
 
 
-def _own_namespace() -> str:
+def own_namespace() -> str:
     path = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
     if path.exists():
         return path.read_text().strip()
-    raise SettingsError("KEY_STORE=kubernetes needs KEY_SECRET_NAMESPACE outside a cluster")
+    raise SettingsError("outside a cluster, name the namespace (KEY_SECRET_NAMESPACE, --namespace)")
