@@ -111,3 +111,71 @@ async def test_tools_without_vectors_are_pending_until_embedded(
             assert (state["embedded_tools"], state["pending_embeddings"]) == (3, 0)
             found = await http.post("/api/v1/search", json={"query": "weather forecast", "mode": "vector"})
             assert found.json()["results"][0]["name"] == "rain"
+
+
+async def hnsw_indexes(database_url: str) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT indexdef FROM pg_indexes WHERE tablename = 'tool_embeddings' AND indexdef LIKE '%USING hnsw%'"
+        )
+    finally:
+        await conn.close()
+    return [row["indexdef"] for row in rows]
+
+
+async def test_a_large_import_rebuilds_the_index_and_leaves_it_searchable(database_url: str, registry_url: str) -> None:
+    """An import that at least doubles the model's vectors drops the HNSW index and builds it again in
+    its transaction (catalogue._rebuild_index); a smaller one inserts into it. Either way the same index
+    exists afterwards and the search uses it."""
+    async with httpx.AsyncClient(base_url=registry_url, timeout=120) as http:
+        before = await hnsw_indexes(database_url)
+        assert len(before) == 1
+        first = with_vectors(1200, special=1100)
+        assert (await http.post("/api/v1/tools/import", json=first)).json()["created"] == 1200
+        assert await hnsw_indexes(database_url) == before
+        found = await http.post("/api/v1/search", json={"query": QUERY, "mode": "vector", "limit": 3})
+        assert found.json()["results"][0]["name"] == "bulk.1100"
+        # 1,000 more onto 1,200: below doubling, inserted into the graph; the new best match is found.
+        second = with_vectors(2200, special=2100, seed=1)[1200:]
+        assert (await http.post("/api/v1/tools/import", json=second)).json()["created"] == 1000
+        assert await hnsw_indexes(database_url) == before
+        found = await http.post("/api/v1/search", json={"query": QUERY, "mode": "vector", "limit": 3})
+        assert {hit["name"] for hit in found.json()["results"][:2]} == {"bulk.1100", "bulk.2100"}
+        state = await model_state(http, LOCAL_MODEL)
+        assert (state["embedded_tools"], state["pending_embeddings"]) == (2200, 0)
+    conn = await asyncpg.connect(database_url)
+    try:
+        vector = "[" + ",".join(str(float(x)) for x in LocalEmbedder().encode([LOCAL_QUERY_PREFIX + QUERY])[0]) + "]"
+        plan = await conn.fetch(
+            "EXPLAIN SELECT tool_id FROM tool_embeddings WHERE model = $2 "
+            "ORDER BY embedding::halfvec(384) <=> $1::halfvec(384) LIMIT 10",
+            vector,
+            LOCAL_MODEL,
+        )
+    finally:
+        await conn.close()
+    assert "Index Scan using tool_embeddings_hnsw_" in "\n".join(row[0] for row in plan), plan
+
+
+async def test_a_large_import_failing_after_the_index_drop_keeps_nothing_and_the_index(
+    database_url: str, registry_url: str
+) -> None:
+    """The failure comes in the insert, after the rebuild path dropped the index: the whole transaction,
+    the drop included, rolls back."""
+    items = with_vectors(1500, special=0)
+    # Valid JSON and a valid schema, but PostgreSQL's jsonb refuses the NUL escape: the insert fails.
+    items[1400]["input_schema"] = {"type": "object", "description": "NUL \x00 in jsonb"}
+    before = await hnsw_indexes(database_url)
+    async with httpx.AsyncClient(base_url=registry_url, timeout=120) as http:
+        response = await http.post("/api/v1/tools/import", json=items)
+        assert response.status_code == 400, response.text
+        assert await hnsw_indexes(database_url) == before
+        stats = (await http.get("/api/v1/stats")).json()
+        assert stats["total"] == 0
+        assert [m["embedded_tools"] for m in stats["models"]] == [0]
+        items[1400]["input_schema"] = {"type": "object"}
+        assert (await http.post("/api/v1/tools/import", json=items)).json()["created"] == 1500
+        assert await hnsw_indexes(database_url) == before
+        found = await http.post("/api/v1/search", json={"query": QUERY, "mode": "vector", "limit": 3})
+        assert found.json()["results"][0]["name"] == "bulk.0000"

@@ -19,6 +19,7 @@ import jsonschema
 import msgspec
 import numpy as np
 
+from platform_common.db import advisory_key
 from platform_common.problems import ProblemError
 from tool_registry.embeddings import content_hash
 from tool_registry.models import (
@@ -386,6 +387,7 @@ async def import_tools(
     actor: str,
     model: str,
     dimension: int,
+    index: str | None = None,
 ) -> ImportResult:
     """Create or replace every item by name in one transaction: all of them, or (on any error) none.
 
@@ -394,16 +396,72 @@ async def import_tools(
     Precomputed vectors are searchable when this returns; the other tools are embedded afterwards by the
     indexer (``embeddings_pending`` of the answer, ``pending_embeddings`` of the stats), unless their
     text did not change.
+
+    ``index`` names the model's HNSW index: an import that at least doubles the model's vectors drops it
+    and builds it again over every row, in the same transaction (``_rebuild_index``).
     """
     # Validating thousands of JSON Schemas and encoding the batch is CPU work: do it off the event
     # loop so other requests (and readiness probes) keep being served during a large import.
     records = await asyncio.to_thread(_import_records, items, model, dimension)
+    vectors = sum(1 for item in items if item.embedding is not None)
     async with conn.transaction():
         await conn.execute(_STAGING)
         await conn.copy_records_to_table("import_items", records=records, columns=_STAGING_COLUMNS)
-        row = await conn.fetchrow(_IMPORT, actor, model)
+        rebuild = index is not None and await _rebuild_index(conn, index, model, dimension, vectors)
+        row = await conn.fetchrow(_IMPORT, actor, model, timeout=IMPORT_TIMEOUT_SECONDS)
+        if rebuild:
+            await conn.execute(rebuild, timeout=IMPORT_TIMEOUT_SECONDS)
     await _analyze_if_grown(conn, row["created"])
     return ImportResult(created=row["created"], replaced=row["replaced"], embeddings_pending=row["pending"])
+
+
+# An import whose statements run longer fails (and rolls back); the pool's default (30 s) is for requests.
+IMPORT_TIMEOUT_SECONDS = 900.0
+# Imports of fewer vectors never rebuild: their insertion costs less than the table lock is worth.
+REBUILD_MIN_VECTORS = 1000
+# Building the graph in memory, per vector (bytes, beyond the 2-byte elements): pgvector's element and
+# neighbour lists at m=16, measured ~1.2 KB per vector on disk; the build falls back to slow on-disk
+# inserts for the rest of the rows when maintenance_work_mem is too small.
+_BUILD_BYTES_PER_VECTOR = 1536
+_BUILD_MAX_MEMORY_KB = 1024 * 1024
+
+
+async def _rebuild_index(conn: asyncpg.Connection, index: str, model: str, dimension: int, vectors: int) -> str:
+    """Drop the model's HNSW index for this import if it at least doubles the model's vectors; returns the
+    statement that builds the index again (to run after the insert, before commit), or ``""``.
+
+    Inserting one vector into pgvector's on-disk graph costs ~0.6 ms at 10k vectors and more as the
+    graph grows (distance computations, buffer locks and WAL for every neighbour it rewires); building
+    the graph in memory costs ~0.2-0.3 ms per vector, all rows included. Past doubling, the build
+    wins by ~2x or more (docs/search.md, "Bulk import"). The price: ``DROP INDEX`` holds an exclusive
+    lock on ``tool_embeddings`` until commit, so searches (and the indexer) wait for the import's
+    whole duration; the threshold keeps that to initial loads and catalogue-sized imports. A failed
+    import rolls the drop back with everything else: the index exists before and after, always.
+    """
+    if vectors < REBUILD_MIN_VECTORS:
+        return ""
+    existing: int = await conn.fetchval("SELECT count(*) FROM tool_embeddings WHERE model = $1", model)
+    if vectors < existing:
+        return ""
+    # Serialises with Indexer.prepare (which creates the index on start-up) across replicas.
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key("registry:embedding-index"))
+    definition: str | None = await conn.fetchval(
+        "SELECT pg_get_indexdef(c.oid) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
+        "WHERE c.relname = $1 AND i.indrelid = 'tool_embeddings'::regclass",
+        index,
+    )
+    if definition is None:
+        return ""
+    await conn.execute(f'DROP INDEX "{index}"', timeout=IMPORT_TIMEOUT_SECONDS)
+    # Enough memory for the whole graph, never less than the server's own setting. Parallel build workers
+    # are left to the server (0, 1 or 2 made no difference at 10k on 2 cores: docs/search.md).
+    needed_kb = min((existing + vectors) * (2 * dimension + _BUILD_BYTES_PER_VECTOR) // 1024, _BUILD_MAX_MEMORY_KB)
+    await conn.execute(
+        "SELECT set_config('maintenance_work_mem', greatest(setting::bigint, $1)::text || 'kB', true) "
+        "FROM pg_settings WHERE name = 'maintenance_work_mem'",
+        needed_kb,
+    )
+    return definition
 
 
 async def _analyze_if_grown(conn: asyncpg.Connection, created: int) -> None:

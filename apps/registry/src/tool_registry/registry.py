@@ -24,7 +24,7 @@ from tool_registry.config import RegistrySettings
 from tool_registry.egress import Resolver
 from tool_registry.embeddings import Embedder, EmbeddingError, QueryCache, build_embedder
 from tool_registry.federation import CallResult, Federation, UpstreamError
-from tool_registry.indexer import Indexer
+from tool_registry.indexer import Indexer, index_name
 from tool_registry.models import (
     Categories,
     ImportResult,
@@ -160,7 +160,12 @@ class Registry:
     async def import_tools(self, items: Sequence[ToolImport], actor: str) -> ImportResult:
         async with self.primary.connection() as conn:
             result = await catalogue.import_tools(
-                conn, items, actor=actor, model=self.embedder.model, dimension=self.embedder.dimension
+                conn,
+                items,
+                actor=actor,
+                model=self.embedder.model,
+                dimension=self.embedder.dimension,
+                index=index_name(self.embedder.model, self.embedder.dimension),
             )
         if result.embeddings_pending:
             self.indexer.notify()
