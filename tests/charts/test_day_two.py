@@ -804,8 +804,11 @@ def test_each_subchart_renders_on_its_own_with_the_library(subchart: str, tmp_pa
     helm = str(helm_bin("helm4"))
     build = subprocess.run([helm, "dependency", "build", str(tmp_path / subchart)], capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
-    args = ["--set", "database.secretName=db"] if subchart != "pgvector" else []
+    args = ["--set", "database.secretName=db"] if subchart != "pgvector" else ["--set", "auth.existingSecret=db"]
     proc = subprocess.run([helm, "template", "x", str(tmp_path / subchart), *args], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+    if subchart == "pgvector":  # it renders no password: without the Secret's name it says which value to set
+        bare = subprocess.run([helm, "template", "x", str(tmp_path / subchart)], capture_output=True, text=True)
+        assert bare.returncode != 0 and "pgvector.auth.existingSecret is required" in bare.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(proc.stdout) if d}
     assert kinds & {"Deployment", "StatefulSet"}

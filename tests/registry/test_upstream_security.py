@@ -271,8 +271,10 @@ async def test_a_backtracking_pattern_cannot_stall_the_registry(registry_url: st
         f"\nReDoS calls (26..100k chars + '!'): max {max(calls) * 1000:.1f} ms; /health during them: "
         f"{len(health)} probes, median {statistics.median(health) * 1000:.1f} ms, max {max(health) * 1000:.1f} ms"
     )
-    assert max(calls) < 0.1
-    assert len(health) >= 3 and max(health) < 0.05
+    # Generous bounds (the numbers above are measured): a backtracking engine takes minutes on the 40-character
+    # argument and stalls /health as long, so a loaded CI runner cannot blur the difference.
+    assert max(calls) < 1.0
+    assert len(health) >= 3 and max(health) < 0.5
 
 
 async def test_schemas_the_linear_engine_cannot_run_are_refused(registry_url: str) -> None:
