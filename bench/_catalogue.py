@@ -172,10 +172,13 @@ def synthetic_tools(count: int, dimension: int = 384, clusters: int = 64, seed: 
 
 
 @contextlib.contextmanager
-def registry_process(database_url: str, port: int, pids: list[int] | None = None) -> Iterator[str]:
-    """``tool-registry serve`` as its own process (one worker), so the load generator does not
-    share its interpreter; yields the base URL once /ready answers. ``pids`` receives the process id
-    (one worker serves in that process), for benches that read its CPU time or profile it."""
+def registry_process(
+    database_url: str, port: int, pids: list[int] | None = None, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """``tool-registry serve`` as its own process (one worker unless ``env`` sets WORKERS), so the load
+    generator does not share its interpreter; yields the base URL once /ready answers. ``pids``
+    receives the process id (with one worker it serves in that process; with more it is their
+    parent), for benches that read its CPU time or profile it. ``env`` adds or overrides variables."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -184,13 +187,14 @@ def registry_process(database_url: str, port: int, pids: list[int] | None = None
         "METRICS_PORT": "0",
         "LOG_LEVEL": "WARNING",
         "RATE_LIMIT_PER_MINUTE": "0",
+        **(env or {}),
     }
     process = subprocess.Popen([sys.executable, "-c", "from tool_registry.cli import main; main()", "serve"], env=env)
     if pids is not None:
         pids.append(process.pid)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while True:
             try:
                 if httpx.get(f"{url}/ready", timeout=2).status_code == 200:

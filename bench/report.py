@@ -11,8 +11,14 @@ its stdout is included verbatim. Plots look for these columns (first match wins,
 
 - latency against catalogue size: a size column (``catalogue``, ``size`` or ``tools``) and ``p50``/``p99``
 - throughput against concurrency: ``concurrency`` and a rate (``req/s``, ``rps``, ``throughput``)
+- throughput against worker processes: ``workers`` and a rate, one line per ``concurrency`` (such a
+  table is not used for the plot against concurrency)
 - ToT wall time against LLM latency: ``L (s)``, ``wall (s)`` and ``ideal (2r+1)L (s)``
 - retrieval quality by mode: ``mode`` and ``R@1``/``R@5``/``MRR@10``
+
+Where a table has a ``queries`` column (cached/uncached) the latency and throughput plots take its
+cached rows, and the latency plot only its REST rows when it has an ``interface`` column (the tables
+keep every row).
 """
 
 from __future__ import annotations
@@ -38,7 +44,8 @@ PLOTS = DOCS / "plots"
 QUICK_ARGS = {
     "game24": ["--last", "920"],
     "tokens": ["--seconds", "1"],
-    "search_latency": ["--sizes", "1000,10000", "--requests", "500"],
+    "search_latency": ["--sizes", "1000,10000", "--seconds", "2", "--warmup", "1"],
+    "workers": ["--tools", "2000", "--workers", "1,2", "--seconds", "2", "--warmup", "1"],
     "bulk_import": ["--tools", "2000"],
     "ratelimit": ["--seconds", "1"],
     "index_recall": ["--tools", "5000", "--queries", "50"],
@@ -169,24 +176,36 @@ def plots(results: dict[str, dict[str, Any]]) -> dict[str, str]:
         plt.close(fig)
         return f"plots/{name}"
 
-    for name, rows in tables:
+    for name, all_rows in tables:
+        rows = _where(all_rows, queries="cached")
         size, p50 = _column(rows, "catalogue", "size", "tools"), _column(rows, "p50")
         if size and p50 and "latency_vs_catalogue" not in made:
             fig, ax = plt.subplots(figsize=(7, 4.5))
-            for label, series in _series(rows, "interface", "concurrency").items():
+            for label, series in _series(_where(rows, interface="REST"), "interface", "concurrency").items():
                 for key in [k for k in rows[0] if k.lower() in ("p50", "p99")]:
                     style = "-" if key.lower() == "p50" else "--"
                     ax.plot(_values(series, size), _values(series, key), style, marker="o", label=f"{label} {key}")
             ax.set(xscale="log", yscale="log", xlabel=size, ylabel="latency (ms)")
-            ax.set_title(f"Search latency vs catalogue size ({name})")
+            ax.set_title(f"Search latency vs catalogue size ({name}{', cached' if 'queries' in rows[0] else ''})")
             ax.legend()
             made["latency_vs_catalogue"] = save(fig, "latency_vs_catalogue.png")
         conc, rate = _column(rows, "concurrency"), _column(rows, "req/s", "rps", "throughput")
-        if conc and rate and "throughput_vs_concurrency" not in made:
+        workers = next((key for key in rows[0] if key.lower() == "workers"), None)
+        if workers and rate and "throughput_vs_workers" not in made:
+            fig, ax = plt.subplots(figsize=(6, 4))
+            for label, series in _series(rows, "concurrency").items():
+                ax.plot(_values(series, workers), _values(series, rate), marker="o", label=label)
+            ax.set_xticks(sorted({v for v in _values(rows, workers) if v == v}))
+            ax.set(xlabel="worker processes", ylabel=rate, title=f"Throughput vs workers ({name})")
+            ax.set_ylim(bottom=0)
+            ax.legend(fontsize="small")
+            made["throughput_vs_workers"] = save(fig, "throughput_vs_workers.png")
+        if conc and rate and not workers and "throughput_vs_concurrency" not in made:
             fig, ax = plt.subplots(figsize=(6, 4))
             for label, series in _series(rows, "tools", "interface").items():
                 ax.plot(_values(series, conc), _values(series, rate), marker="o", label=label)
-            ax.set(xlabel=conc, ylabel=rate, title=f"Throughput vs concurrency ({name})")
+            cached = ", cached" if "queries" in rows[0] else ""
+            ax.set(xlabel=conc, ylabel=rate, title=f"Throughput vs concurrency ({name}{cached})")
             ax.legend(fontsize="small")
             made["throughput_vs_concurrency"] = save(fig, "throughput_vs_concurrency.png")
         latency, wall, ideal = _column(rows, "L (s)"), _column(rows, "wall (s)"), _column(rows, "ideal")
@@ -220,6 +239,12 @@ def plots(results: dict[str, dict[str, Any]]) -> dict[str, str]:
     return made
 
 
+def _where(rows: list[dict[str, Any]], **equal: str) -> list[dict[str, Any]]:
+    """The rows whose columns (those present) have the given values; all rows if none would be left."""
+    kept = [row for row in rows if all(str(row.get(k, v)) == v for k, v in equal.items())]
+    return kept or rows
+
+
 def _series(rows: list[dict[str, Any]], *keys: str) -> dict[str, list[dict[str, Any]]]:
     """Rows split into plot lines by the given columns (those present), e.g. interface and concurrency."""
     present = [k for k in keys if k in rows[0]]
@@ -233,6 +258,7 @@ def _series(rows: list[dict[str, Any]], *keys: str) -> dict[str, list[dict[str, 
 PLOT_TITLES = {
     "latency_vs_catalogue": "Search latency against catalogue size",
     "throughput_vs_concurrency": "Throughput against concurrency",
+    "throughput_vs_workers": "Throughput against worker processes",
     "tot_wall_vs_llm_latency": "ToT wall time against LLM latency",
     "retrieval_by_mode": "Retrieval quality by mode",
 }
@@ -317,7 +343,7 @@ def main() -> None:
         results[name] = result
     made = plots(results)
     args.output.write_text(write_report(results, made, args.repeat, args.quick))
-    print(f"wrote {args.output.relative_to(REPO_ROOT)} and {len(made)} plot(s)")
+    print(f"wrote {args.output} and {len(made)} plot(s) in {PLOTS}")
 
 
 if __name__ == "__main__":
