@@ -1122,3 +1122,53 @@ def test_auth_none_needs_an_explicit_acceptance(helm: Path, app: str) -> None:
     assert (data["AUTH_MODE"], data["AUTH_NONE_ALLOW_NON_LOOPBACK"]) == ("none", "true")
     default = one(render(helm), "ConfigMap", f"{RELEASE}-{app}")["data"]
     assert (default["AUTH_MODE"], default["AUTH_NONE_ALLOW_NON_LOOPBACK"]) == ("jwt", "false")
+
+
+@pytest.mark.parametrize(
+    ("limits", "explicit", "expected"),
+    [
+        # docs/search.md: shared_buffers M/4, effective_cache_size 3M/4, maintenance_work_mem M/8 (64MB-2GB),
+        # work_mem M/(4 x max_connections) (4-64MB), parallel maintenance workers = CPUs - 1.
+        ({"memory": "1Gi", "cpu": "1"}, {}, ["256MB", "768MB", "128MB", "4MB", "0"]),
+        ({"memory": "8Gi", "cpu": "4"}, {}, ["2048MB", "6144MB", "1024MB", "10MB", "3"]),
+        ({"memory": "64Gi", "cpu": "2500m"}, {"work_mem": "8MB"}, ["16384MB", "49152MB", "2048MB", "8MB", "1"]),
+        ({"memory": "1536M", "cpu": "500m"}, {"shared_buffers": "100MB"}, ["100MB", "1098MB", "183MB", "4MB", "0"]),
+    ],
+)
+def test_postgres_memory_follows_the_pods_limits(
+    limits: dict[str, str], explicit: dict[str, str], expected: list[str]
+) -> None:
+    names = [
+        "shared_buffers",
+        "effective_cache_size",
+        "maintenance_work_mem",
+        "work_mem",
+        "max_parallel_maintenance_workers",
+    ]
+    args = [f"--set-string=pgvector.resources.limits.{k}={v}" for k, v in limits.items()]
+    args += [f"--set-string=pgvector.postgresqlParameters.{k}={v}" for k, v in explicit.items()]
+    docs = render(helm_bin("helm4"), None, *args)
+    (pg,) = pod_spec(one(docs, "StatefulSet", f"{RELEASE}-pgvector"))["containers"]
+    settings = dict(a.split("=", 1) for a in pg["args"][2::2])
+    assert [settings[n] for n in names] == expected
+    assert settings["max_connections"] == "200"
+    shm = next(v for v in pod_spec(one(docs, "StatefulSet", f"{RELEASE}-pgvector"))["volumes"] if v["name"] == "shm")
+    assert int(shm["emptyDir"]["sizeLimit"].removesuffix("Mi")) == max(256, int(expected[2].removesuffix("MB")) + 64)
+    # The CloudNativePG Cluster gets the same rule from its own limits.
+    cnpg = render(
+        helm_bin("helm4"),
+        "prod",
+        *[
+            a.replace("pgvector.resources", "database.cloudnativepg.resources").replace(
+                "pgvector.postgresqlParameters", "database.cloudnativepg.parameters"
+            )
+            for a in args
+        ],
+    )
+    parameters = one(cnpg, "Cluster", f"{RELEASE}-db")["spec"]["postgresql"]["parameters"]
+    cnpg_expected = {
+        **dict(zip(names, expected, strict=True)),
+        "work_mem": parameters["work_mem"],
+    }  # max_connections 400
+    assert {n: parameters[n] for n in names} == cnpg_expected
+    assert all(isinstance(v, str) for v in parameters.values())  # the CRD wants strings
