@@ -70,10 +70,11 @@ async def test_filters_and_deleted_tools(catalogue: str) -> None:
 
 
 async def test_a_filtered_search_fills_its_limit_from_deep_in_the_index(registry_url: str) -> None:
-    # 12 tools in a rare category among 400 whose texts are all closer to the query: only an
-    # iterative HNSW scan (filters applied inside the scan) still returns 10 of the rare ones.
+    # 12 tools in a rare category among 400 whose texts are all closer to the query. A tag filter runs
+    # inside the HNSW iterative scan, which walks on until 10 rare ones pass; a small category is ranked
+    # exactly instead (search.EXACT_SCAN_MAX_ROWS). Both must fill the limit.
     near = [tool(f"near.{i}", f"Weather forecast for region {i}.", category="weather") for i in range(400)]
-    rare = [tool(f"rare.{i}", f"Bake bread recipe number {i}.", category="cooking") for i in range(12)]
+    rare = [tool(f"rare.{i}", f"Bake bread recipe number {i}.", category="cooking", tags=["bread"]) for i in range(12)]
     async with httpx.AsyncClient(base_url=registry_url, timeout=120) as http:
         assert (await http.post("/api/v1/tools/import", json=near + rare)).status_code == 200
         for _ in range(600):
@@ -83,8 +84,12 @@ async def test_a_filtered_search_fills_its_limit_from_deep_in_the_index(registry
             import asyncio
 
             await asyncio.sleep(0.2)
-        results = await search(http, query="weather forecast", category="cooking", limit=10, mode="vector")
+        by_category = await search(http, query="weather forecast", category="cooking", limit=10, mode="vector")
+        by_tag = await search(http, query="weather forecast", tags=["bread"], limit=10, mode="vector")
+    for results in (by_category, by_tag):
         assert len(results) == 10 and all(str(r["name"]).startswith("rare.") for r in results)
+    # The exact ranking and the index's agree here (the graph is small): same tools, same order.
+    assert [r["name"] for r in by_category] == [r["name"] for r in by_tag]
 
 
 async def test_bad_search_requests(registry_url: str) -> None:

@@ -49,6 +49,8 @@ DENIED_DESTRUCTIVE = (
 CATEGORY_CACHE_SECONDS = 30.0
 # Category lists cached per distinct view (set of visible-name patterns); more views than this start over.
 CATEGORY_CACHE_VIEWS = 256
+# The view of every tool: the category sizes that choose a filtered search's scan.
+EVERY_TOOL = Access(see=frozenset({"*"}), call=frozenset(), call_destructive=frozenset())
 
 
 @dataclass
@@ -224,6 +226,10 @@ class Registry:
                 model = None  # the provider is down: full text still answers
         if model is None:
             mode = "text"
+        # Before taking a connection: refreshing the category sizes takes one of its own.
+        small = (
+            request.category is not None and await self._category_size(request.category) <= search.EXACT_SCAN_MAX_ROWS
+        )
         async with self.reader(consistent).connection() as conn:
             found = await search.candidates(
                 conn,
@@ -234,6 +240,7 @@ class Registry:
                 mode=mode,
                 filters=search.Filters(request.category, request.tags, access.like_patterns()),
                 limit=request.limit,
+                exact=small,
             )
         results = search.fuse(found, mode, limit=request.limit, min_score=request.min_score)
         observability.SEARCH_DURATION.labels(request.mode).observe(time.perf_counter() - started)
@@ -247,6 +254,12 @@ class Registry:
             return None
         async with self.reader(consistent).connection() as conn:
             return await catalogue.get(conn, name)
+
+    async def _category_size(self, category: str) -> int:
+        """Active tools in ``category`` over the whole catalogue, at most 30 s old (0: none): it chooses
+        between the exact and the HNSW scan of a filtered search, so an estimate is enough."""
+        counts = await self.categories(EVERY_TOOL, cached=True)
+        return next((c.tools for c in counts.categories if c.name == category), 0)
 
     async def categories(self, access: Access, *, cached: bool = False) -> Categories:
         """Categories of the tools ``access`` sees; ``cached`` answers may be 30 s old."""
