@@ -643,6 +643,9 @@ def record_requests(api: SecretsApi, log: list[tuple[str, str, str]]) -> None:
         match = re.fullmatch(r"/api/v1/namespaces/([^/]+)/secrets(?:/([^/?]+))?", path.split("?")[0])
         # A create names no object in its path: RBAC cannot limit it to a name, so it is logged as "*".
         name = (match.group(2) or "*") if match else path
+        deployment = re.fullmatch(r"/apis/apps/v1/namespaces/([^/]+)/deployments/([^/?]+)", path.split("?")[0])
+        if deployment:  # other resources than Secrets: "<resource>/<name>"
+            match, name = deployment, f"deployments/{deployment.group(2)}"
         log.append((verbs.get(method, method), match.group(1) if match else "?", name))
         return original(method, path, body)
 

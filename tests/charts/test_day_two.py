@@ -104,6 +104,15 @@ def references(docs: Docs) -> list[str]:
                     missing += [] if ("Service", svc) in names else [f"ingress {svc}"]
         if d["kind"] == "StatefulSet" and ("Service", spec["serviceName"]) not in names:
             missing.append(f"serviceName {spec['serviceName']}")
+        if d["kind"] == "Role":
+            # The credentials Job rolls exactly the apps' Deployments (every track): no more, no fewer.
+            for rule in d["rules"]:
+                if "deployments" in rule["resources"]:
+                    deployments = {n for k, n in names if k == "Deployment"}
+                    if set(rule["resourceNames"]) != deployments:
+                        missing.append(
+                            f"Role {d['metadata']['name']} patches {rule['resourceNames']}, not {deployments}"
+                        )
     return missing
 
 

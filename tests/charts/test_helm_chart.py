@@ -341,14 +341,18 @@ def test_the_database_credentials_hook_can_only_create_and_keep_its_secrets(docs
         assert annotations["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
         assert int(annotations["helm.sh/hook-weight"]) < 0  # before the migrations hook (weight 0)
     names = [f"{RELEASE}-database", *([f"{RELEASE}-db-app-credentials"] if cnpg else [])]
+    deployments = sorted(d["metadata"]["name"] for d in find(docs, "Deployment"))
     assert one(docs, "Role", CREDENTIALS_JOB)["rules"] == [
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["secrets"], "resourceNames": names, "verbs": ["get", "update"]},
+        # the Secret's checksum on the pod templates: a changed Secret rolls the apps
+        {"apiGroups": ["apps"], "resources": ["deployments"], "resourceNames": deployments, "verbs": ["patch"]},
     ]
     job = one(docs, "Job", CREDENTIALS_JOB)
     (container,) = pod_spec(job)["containers"]
     assert container["image"].split("/")[-1].startswith("tree-of-thoughts:")
     assert container["args"][:4] == ["credentials", "ensure", "--secret", f"{RELEASE}-database"]
+    assert credentials_args(docs)["--restart-deployment"] == deployments
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert f"{RELEASE}-database" not in {d["metadata"]["name"] for d in find(docs, "Secret")}
     assert not any("password" in (d.get("data") or {}) for d in find(docs, "Secret"))

@@ -148,7 +148,12 @@ def test_the_credentials_hook_made_the_database_secret_within_its_role(platform:
     assert secret["password"] not in job.stdout + job.stderr
     assert secret["postgres-password"] not in job.stdout + job.stderr
     role = next(r for r in platform.cluster.rendered.find("Role") if r["metadata"]["name"].endswith("-db-credentials"))
-    granted = {(v, n) for rule in role["rules"] for v in rule["verbs"] for n in rule.get("resourceNames", ["*"])}
+    granted = {
+        (verb, name if rule["resources"] == ["secrets"] else f"{rule['resources'][0]}/{name}")
+        for rule in role["rules"]
+        for verb in rule["verbs"]
+        for name in rule.get("resourceNames", ["*"])
+    }
     assert platform.credentials_requests
     for verb, namespace, name in platform.credentials_requests:
         assert namespace == NAMESPACE and (verb, name) in granted, (verb, name, granted)

@@ -1,4 +1,5 @@
-"""An in-test double of the Kubernetes Secrets API: GET, PUT and PATCH of one Secret, with resourceVersion.
+"""An in-test double of the Kubernetes Secrets API: GET, PUT and PATCH of one Secret, with resourceVersion
+(and PATCH of a Deployment's pod-template annotations).
 
 A real HTTP server on 127.0.0.1, so the real ``kubernetes`` client (pointed at it with a
 ``Configuration(host=...)``) is what the tests exercise. A write whose ``metadata.resourceVersion``
@@ -21,6 +22,7 @@ from kubernetes import client
 
 _PATH = re.compile(r"/api/v1/namespaces/([^/]+)/secrets/([^/?]+)")
 _COLLECTION = re.compile(r"/api/v1/namespaces/([^/]+)/secrets/?")
+_DEPLOYMENT = re.compile(r"/apis/apps/v1/namespaces/([^/]+)/deployments/([^/?]+)")
 
 
 class SecretsApi:
@@ -29,6 +31,8 @@ class SecretsApi:
         self.lock = threading.Lock()
         self.conflicts = 0
         self.writes = 0
+        # Deployments, only for their pod-template annotations (the credentials Job's checksum patch)
+        self.deployments: dict[tuple[str, str], dict[str, str]] = {}
 
     def create(self, namespace: str, name: str) -> None:
         self.secrets[(namespace, name)] = {
@@ -44,6 +48,10 @@ class SecretsApi:
         }
 
     def handle(self, method: str, path: str, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+        deployment = _DEPLOYMENT.fullmatch(path.split("?")[0])
+        if deployment and method == "PATCH":
+            assert body is not None
+            return self._patch_deployment((deployment.group(1), deployment.group(2)), body)
         collection = _COLLECTION.fullmatch(path.split("?")[0])
         if collection and method == "POST":
             assert body is not None
@@ -79,6 +87,19 @@ class SecretsApi:
             self.writes += 1
             return 200, updated
 
+    def _patch_deployment(self, key: tuple[str, str], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        with self.lock:
+            if key not in self.deployments:
+                return 404, _status(404, "NotFound", f'deployments.apps "{key[1]}" not found')
+            self.deployments[key].update(body["spec"]["template"]["metadata"]["annotations"])
+            template = {"metadata": {"annotations": dict(self.deployments[key])}}
+            return 200, {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": key[1]},
+                "spec": {"template": template},
+            }
+
     def _create(self, namespace: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         name = body["metadata"]["name"]
         with self.lock:
@@ -110,8 +131,11 @@ def secrets_api() -> Iterator[tuple[SecretsApi, str]]:
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length)) if length else None
-            if self.command == "PATCH":
-                assert self.headers["Content-Type"] == "application/merge-patch+json"
+            if self.command == "PATCH":  # the key store's merge patch; a strategic one for Deployments
+                assert self.headers["Content-Type"] in {
+                    "application/merge-patch+json",
+                    "application/strategic-merge-patch+json",
+                }, self.headers["Content-Type"]
             status, payload = api.handle(self.command, self.path, body)
             data = json.dumps(payload).encode()
             self.send_response(status)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.tot.k8s_double import SecretsApi, api_client, secrets_api
-from tree_of_thoughts.credentials import CredentialsError, DatabaseSecret, ensure
+from tree_of_thoughts.credentials import CHECKSUM_ANNOTATION, CredentialsError, DatabaseSecret, ensure
 from tree_of_thoughts.issuer.stores import kubernetes_api
 
 NS = "mcp"
@@ -159,3 +159,26 @@ def test_the_command_line_through_a_kubeconfig(tmp_path: Path) -> None:
             [*argv, "--label", "oops"], env=env, capture_output=True, text=True, timeout=60, check=False
         )
     assert bad.returncode != 0 and "--label takes KEY=VALUE" in bad.stderr
+
+
+def test_the_deployments_roll_when_the_secret_changes_and_only_then() -> None:
+    """The pods read the Secret at start: its checksum on their pod template rolls them when it changes."""
+    with secrets_api() as (api, url):
+        core = kubernetes_api(api_client(url))
+        restart = ["mcp-tool-registry", "mcp-tree-of-thoughts", "mcp-tool-registry-canary"]
+        # The first install: no Deployment exists yet, nothing to roll.
+        assert "checksum" not in ensure(core, wanted(restart=restart))
+        for name in restart[:2]:
+            api.deployments[(NS, name)] = {}
+        summary = ensure(core, wanted(restart=restart))
+        first = {name: dict(api.deployments[(NS, name)]) for name in restart[:2]}
+        assert summary.endswith("; checksum on mcp-tool-registry, mcp-tree-of-thoughts")
+        assert (
+            ensure(core, wanted(restart=restart)) and {n: dict(api.deployments[(NS, n)]) for n in restart[:2]} == first
+        )
+        pooled = {**URLS, "DATABASE_URL": "postgresql://mcp@pooler.mcp.svc:5432/mcp"}
+        ensure(core, wanted(restart=restart, urls=pooled))
+        second = {name: dict(api.deployments[(NS, name)]) for name in restart[:2]}
+    assert all(set(v) == {CHECKSUM_ANNOTATION} for v in first.values())
+    assert all(second[n][CHECKSUM_ANNOTATION] != first[n][CHECKSUM_ANNOTATION] for n in first)
+    assert len({v[CHECKSUM_ANNOTATION] for v in second.values()}) == 1

@@ -73,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     ensure.add_argument("--url", action="append", default=[], metavar="KEY=URL", help="A URL key, without password.")
     ensure.add_argument("--basic-auth-secret", default="", help="Also keep a basic-auth copy (CloudNativePG).")
+    ensure.add_argument(
+        "--restart-deployment",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="A Deployment reading the Secret: its pod template gets the Secret's checksum (a change rolls it).",
+    )
     ensure.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
     ensure.add_argument("--annotation", action="append", default=[], metavar="KEY=VALUE")
     return parser
@@ -100,6 +107,7 @@ def _credentials(args: argparse.Namespace) -> None:
         basic_auth_secret=args.basic_auth_secret,
         labels=_pairs(args.label, "--label"),
         annotations=_pairs(args.annotation, "--annotation"),
+        restart=args.restart_deployment,
     )
     try:
         print(ensure(kubernetes_api(), wanted))

@@ -13,6 +13,8 @@ from charts that rendered the Secret themselves: the Secret keeps its name and i
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import logging
 import secrets
 import string
@@ -44,6 +46,13 @@ class DatabaseSecret:
     basic_auth_secret: str = ""  # also keep a kubernetes.io/basic-auth copy (CloudNativePG's initdb secret)
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    # Deployments whose pods read this Secret at start: their pod template carries a checksum of it
+    restart: Sequence[str] = ()
+
+
+# The pod-template annotation that rolls the apps when the Secret's content changes (a chart cannot put a
+# checksum of a Secret it does not render, and a subchart cannot see the umbrella's values to compute one).
+CHECKSUM_ANNOTATION = "checksum/database-secret"
 
 
 def new_password() -> str:
@@ -103,8 +112,35 @@ def ensure(api: Any, wanted: DatabaseSecret) -> str:
             if exc.status == 409:  # created or changed since we read it: read again, keep what is there
                 continue
             raise
-        return _summary(wanted, current, copy, generated, stored, data)
+        rolled = roll_deployments(api, wanted, checksum(data))
+        return _summary(wanted, current, copy, generated, stored, data) + rolled
     raise CredentialsError(f"Secret {wanted.name} kept changing under {_WRITE_ATTEMPTS} attempts; run the Job again")
+
+
+def checksum(data: Mapping[str, str]) -> str:
+    return hashlib.sha256(json.dumps(dict(data), sort_keys=True).encode()).hexdigest()
+
+
+def roll_deployments(api: Any, wanted: DatabaseSecret, digest: str) -> str:
+    """Put the Secret's checksum on each named Deployment's pod template: an unchanged Secret changes
+    nothing (the same value), a changed one rolls the pods so they read it. A Deployment that does not
+    exist yet (the first install) is skipped: its pods will read the Secret when they start."""
+    from kubernetes.client import AppsV1Api
+    from kubernetes.client.exceptions import ApiException
+
+    apps = AppsV1Api(api.api_client)
+    patch = {"spec": {"template": {"metadata": {"annotations": {CHECKSUM_ANNOTATION: digest}}}}}
+    patched = []
+    for name in wanted.restart:
+        try:
+            # The answer is not needed: no model to build (and validate) from it.
+            apps.patch_namespaced_deployment(name, wanted.namespace, patch, _preload_content=False)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            continue
+        patched.append(name)
+    return f"; checksum on {', '.join(patched)}" if patched else ""
 
 
 def _summary(
@@ -123,7 +159,8 @@ def _summary(
         text += f"; generated {', '.join(generated)}"
     if current is not None and (changed or removed):
         text += f"; URL keys now {', '.join(sorted(wanted.urls))}"
-        text += " (pods read them at start: restart the apps to use them)"
+        if not wanted.restart:
+            text += " (pods read them at start: restart the apps to use them)"
     if wanted.basic_auth_secret:
         text += f"; {'created' if copy is None else 'kept'} Secret {wanted.basic_auth_secret}"
     return text
