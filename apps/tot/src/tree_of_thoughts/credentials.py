@@ -100,7 +100,7 @@ def ensure(api: Any, wanted: DatabaseSecret) -> str:
         try:
             if current is None:
                 api.create_namespaced_secret(wanted.namespace, body)
-            elif _decoded(current) != data:
+            elif stored != data:
                 api.replace_namespaced_secret(wanted.name, wanted.namespace, body)
             if wanted.basic_auth_secret and copy is None:
                 auth = {"username": wanted.username, "password": passwords[first]}
