@@ -323,9 +323,8 @@ def test_default_renders_are_reproducible_and_carry_no_password(binary: str, val
         assert not {"password", "postgres-password"} & set(secret.get("data") or {}), secret["metadata"]["name"]
     phases = {(d["kind"], d["metadata"]["name"]): argocd_phase(d) for d in docs}
     presync = {k for k, v in phases.items() if v == "PreSync"}
-    assert presync == {
-        (kind, "mcp-mcp-platform-db-credentials") for kind in ("ServiceAccount", "Role", "RoleBinding", "Job")
-    }
+    kinds = ["ServiceAccount", "Role", "RoleBinding", "Job"] + (["NetworkPolicy"] if values == "prod" else [])
+    assert presync == {(kind, "mcp-mcp-platform-db-credentials") for kind in kinds}
     assert phases[("Job", "mcp-tool-registry-migrate")] == "PostSync"
     urls = database_urls(docs)
     assert urls and all(":" not in urlsplit_userinfo(u) for u in urls.values())
