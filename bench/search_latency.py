@@ -282,15 +282,21 @@ ROWS = [
 ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="1000,10000,100000")
+def wrk_arguments(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """The options every wrk bench shares (row length, warm-up, --json); parses, and stops without wrk."""
     parser.add_argument("--seconds", type=int, default=10, help="measured seconds per row")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of the same load before each row")
     parser.add_argument("--json", type=Path, help="also write the rows here (bench/report.py reads them)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run make bench-packages")
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,10000,100000")
+    args = wrk_arguments(parser)
     rows: list[dict[str, object]] = []
     bench_started = time.monotonic()
     with postgres() as server:

@@ -20,13 +20,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import sys
 import time
-from pathlib import Path
 
 from _catalogue import free_port, fresh_database, postgres, registry_process
-from search_latency import check_and_cache, load_catalogue, measure_run, postmaster, tree, tree_memory, wrk
+from search_latency import (
+    check_and_cache,
+    load_catalogue,
+    measure_run,
+    postmaster,
+    tree,
+    tree_memory,
+    wrk,
+    wrk_arguments,
+)
 
 
 def main() -> None:
@@ -34,12 +40,7 @@ def main() -> None:
     parser.add_argument("--tools", type=int, default=10_000)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--concurrency", default="16,64")
-    parser.add_argument("--seconds", type=int, default=10, help="measured seconds per row")
-    parser.add_argument("--warmup", type=int, default=3, help="seconds of the same load before each row")
-    parser.add_argument("--json", type=Path, help="also write the rows here (bench/report.py reads them)")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: run make bench-packages")
+    args = wrk_arguments(parser)
     rows: list[dict[str, object]] = []
     started = time.monotonic()
     with postgres() as server:

@@ -407,7 +407,7 @@ async def import_tools(
     async with conn.transaction():
         await conn.execute(_STAGING)
         await conn.copy_records_to_table("import_items", records=records, columns=_STAGING_COLUMNS)
-        rebuild = index is not None and await _rebuild_index(conn, index, model, dimension, vectors)
+        rebuild = await _rebuild_index(conn, index, model, dimension, vectors) if index else ""
         row = await conn.fetchrow(_IMPORT, actor, model, timeout=IMPORT_TIMEOUT_SECONDS)
         if rebuild:
             await conn.execute(rebuild, timeout=IMPORT_TIMEOUT_SECONDS)
@@ -415,6 +415,8 @@ async def import_tools(
     return ImportResult(created=row["created"], replaced=row["replaced"], embeddings_pending=row["pending"])
 
 
+# The advisory lock around creating or rebuilding a model's HNSW index (Indexer.prepare, _rebuild_index).
+EMBEDDING_INDEX_LOCK = "registry:embedding-index"
 # An import whose statements run longer fails (and rolls back); the pool's default (30 s) is for requests.
 IMPORT_TIMEOUT_SECONDS = 900.0
 # Imports of fewer vectors never rebuild: their insertion costs less than the table lock is worth.
@@ -444,7 +446,7 @@ async def _rebuild_index(conn: asyncpg.Connection, index: str, model: str, dimen
     if vectors < existing:
         return ""
     # Serialises with Indexer.prepare (which creates the index on start-up) across replicas.
-    await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key("registry:embedding-index"))
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", advisory_key(EMBEDDING_INDEX_LOCK))
     definition: str | None = await conn.fetchval(
         "SELECT pg_get_indexdef(c.oid) FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid "
         "WHERE c.relname = $1 AND i.indrelid = 'tool_embeddings'::regclass",

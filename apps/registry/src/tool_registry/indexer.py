@@ -90,7 +90,7 @@ class Indexer:
         """
         model, dimension = self.embedder.model, self.embedder.dimension
         async with self.database.connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", advisory_key("registry:embedding-index"))
+            await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(catalogue.EMBEDDING_INDEX_LOCK))
             try:
                 known = await conn.fetchval("SELECT dimension FROM embedding_models WHERE model = $1", model)
                 if known is not None and known != dimension:
@@ -106,7 +106,7 @@ class Indexer:
                     f"USING hnsw ((embedding::halfvec({int(dimension)})) halfvec_cosine_ops) WHERE model = {literal}"
                 )
             finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", advisory_key("registry:embedding-index"))
+                await conn.execute("SELECT pg_advisory_unlock($1)", advisory_key(catalogue.EMBEDDING_INDEX_LOCK))
 
     async def embed_tools(self, conn: asyncpg.Connection, tool_ids: Sequence[int]) -> int:
         """Embed those of ``tool_ids`` whose vector is missing or stale; returns how many."""
