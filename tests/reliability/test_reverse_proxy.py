@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.reliability.harness import AppProcess, dedicated_postgres, registry_process, tot_process
+from tests.reliability.harness import AppProcess, dedicated_postgres, registry_process, tot_process, wait_until
 from tests.servers import free_port
 
 NGINX_CANDIDATES = (shutil.which("nginx"), "/usr/sbin/nginx")
@@ -303,7 +303,12 @@ async def test_behind_a_chain_of_trusted_proxies_the_client_is_the_address_befor
     async with platform.client("tot", "10.9.9.9") as client:
         response = await client.get("/.well-known/jwks.json", headers={"X-Forwarded-For": "192.0.2.77"})
     assert response.status_code == 200
-    assert any('"client":"192.0.2.77"' in app.log_text() for app in platform.tots)
+
+    async def logged() -> bool:
+        return any('"client":"192.0.2.77"' in app.log_text() for app in platform.tots)
+
+    # The access log line is written as the response completes, which can be after the client has it.
+    assert await wait_until(logged, timeout=5)
     assert not any('"client":"10.9.9.9"' in app.log_text() for app in platform.tots)
 
 
